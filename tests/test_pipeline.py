@@ -1,0 +1,151 @@
+"""Extract -> train -> predict on real MIDI, through the same entry points a user runs."""
+import json
+import shutil
+
+import mido
+import numpy as np
+import pytest
+from music21 import converter
+
+from conftest import TINY, run_script
+from vgmusic import sample, train
+from vgmusic.model import stepper
+
+
+def _train(data, model_dir, game="chorales_a", *extra):
+    return train.main(game=game, argv=["--data-dir", str(data), "--model-dir", str(model_dir), *TINY,
+                                       "--epochs", "2", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(corpus_data, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("model")
+    _train(corpus_data, model_dir)
+    return model_dir
+
+
+def _predict(data, model_dir, out, *extra, game="chorales_a"):
+    return sample.main(game=game, argv=["--data-dir", str(data), "--model-dir", str(model_dir),
+                                        "--out", str(out), *extra])
+
+
+def test_checkpoint_describes_itself(trained, corpus_data):
+    meta = json.loads((trained / "model.json").read_text())
+    vocab = json.loads((corpus_data / "vocab.json").read_text())["classic"]
+    assert meta["vocab"] == vocab and meta["encoding"] == "classic" and meta["arch"] == "lstm"
+    assert meta["hparams"]["window"] == 25 and meta["hparams"]["units"] == 24
+    assert meta["epochs_done"] == 2 and meta["best_epoch"] in (1, 2)
+    assert len(meta["songs"]["val"]) == 1 and len(meta["songs"]["train"]) == 3
+    rows = (trained / "history.csv").read_text().splitlines()
+    assert rows[0] == "epoch,loss,val_loss,seconds" and len(rows) == 3
+    for name in ("best.weights.h5", "last.weights.h5", "learning_curve.png"):
+        assert (trained / name).stat().st_size > 0
+
+
+def test_predict_writes_midi_that_parses_back(trained, corpus_data, tmp_path):
+    out = _predict(corpus_data, trained, tmp_path / "song.mid", "--length", "120", "--seed", "3")
+    midi = mido.MidiFile(out)
+    ons = [m for m in midi.tracks[0] if m.type == "note_on" and m.velocity > 0]
+    assert len(ons) > 30
+    notes = converter.parse(str(out)).flatten().notes
+    assert len(notes) > 30
+    offsets = sorted({float(n.offset) for n in notes})
+    assert offsets[-1] > 20  # laid out in time, not stacked at offset 0
+    assert len({p.midi for n in notes for p in n.pitches}) > 3
+
+
+def test_same_seed_same_song(trained, corpus_data, tmp_path):
+    a = _predict(corpus_data, trained, tmp_path / "a.mid", "--length", "60", "--seed", "7")
+    b = _predict(corpus_data, trained, tmp_path / "b.mid", "--length", "60", "--seed", "7")
+    c = _predict(corpus_data, trained, tmp_path / "c.mid", "--length", "60", "--seed", "8")
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+
+
+def test_prime_from_midi_file(trained, corpus_data, corpus_songs, tmp_path):
+    prime = corpus_songs / "chorales_b" / "bach_bwv102.7.mid"
+    out = _predict(corpus_data, trained, tmp_path / "p.mid", "--prime", str(prime), "--length", "40")
+    assert len(converter.parse(str(out)).flatten().notes) > 0
+
+
+def test_stepwise_state_matches_full_window(trained):
+    _, vocab, model = sample.load_model(trained)
+    ids = np.random.default_rng(0).integers(0, len(vocab), (2, 30)).astype(np.int32)
+    full = model(ids, training=False).numpy()
+    init, step = stepper("lstm", model)
+    state, steps = init(2), []
+    for t in range(ids.shape[1]):
+        logits, state = step(ids[:, t], state)
+        steps.append(logits.numpy())
+    np.testing.assert_allclose(np.stack(steps, 1), full, atol=1e-5)
+
+
+def test_temperature_zero_is_argmax(trained):
+    _, vocab, model = sample.load_model(trained)
+    seed = np.arange(25) % len(vocab)
+    a = sample.generate("lstm", model, seed, 30, temperature=0, rng_seed=1)
+    b = sample.generate("lstm", model, seed, 30, temperature=0, rng_seed=2)
+    np.testing.assert_array_equal(a, b)
+    logits = model(np.concatenate([seed, a[0, :-1]])[None].astype(np.int32), training=False).numpy()[0]
+    np.testing.assert_array_equal(a[0], logits[24:].argmax(-1))
+
+
+def test_resume_continues_epochs(trained, corpus_data, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(trained, folder)
+    meta = _train(corpus_data, folder, "chorales_a", "--resume", "--epochs", "3")
+    assert meta["epochs_done"] == 3
+    assert len((folder / "history.csv").read_text().splitlines()) == 4
+    with pytest.raises(SystemExit, match="cannot --resume.*hparams"):
+        _train(corpus_data, folder, "chorales_a", "--resume", "--epochs", "4", "--units", "16")
+
+
+def test_missing_model_fails_with_one_line(corpus_data, tmp_path):
+    with pytest.raises(SystemExit, match="no trained model here"):
+        _predict(corpus_data, tmp_path / "nothing", tmp_path / "x.mid")
+
+
+def test_weights_from_another_vocabulary_are_refused(trained, corpus_data, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(trained, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["vocab"] = meta["vocab"][:-3]
+    from vgmusic.store import tokens_hash
+    meta["vocab_hash"] = tokens_hash(meta["vocab"])
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="weights do not fit the vocabulary"):
+        _predict(corpus_data, folder, tmp_path / "x.mid")
+
+
+def test_model_from_other_data_is_refused(trained, corpus_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(corpus_data, data)
+    vocab = json.loads((data / "vocab.json").read_text())
+    vocab["classic"].append("C9")
+    (data / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(SystemExit, match="another vocabulary"):
+        _predict(data, trained, tmp_path / "x.mid")
+
+
+def test_scripts_end_to_end_on_original_songs(shared_songs, tmp_path):
+    """get_all_notes.py, train.py and predict.py run from another directory on the 46 songs."""
+    data, model = tmp_path / "data", tmp_path / "model"
+    r = run_script("get_all_notes.py", "--songs-dir", shared_songs, "--data-dir", data, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "pokemon_red_blue_yellow: 16 songs" in r.stdout
+    r = run_script("pokemon_red_blue_yellow/train.py", "--data-dir", data, "--model-dir", model, *TINY,
+                   "--epochs", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Bicycle Ride_edited.mid, Pallet Town_edited.mid" in r.stdout
+    assert "oneDNN" not in r.stderr and "cuda" not in r.stderr.lower()
+    out = tmp_path / "gen.mid"
+    r = run_script("pokemon_red_blue_yellow/predict.py", "--data-dir", data, "--model-dir", model,
+                   "--out", out, "--seed", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(converter.parse(str(out)).flatten().notes) > 100
+
+
+def test_help_lists_every_flag(tmp_path):
+    r = run_script("three_games_combined/train.py", "--help", cwd=tmp_path)
+    assert r.returncode == 0
+    for flag in ("--epochs", "--batch-size", "--seed", "--resume", "--window", "--val-songs"):
+        assert flag in r.stdout

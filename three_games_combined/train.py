@@ -1,0 +1,9 @@
+"""Train the model on three_games_combined (see --help; settings live in vgmusic/config.py)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vgmusic.train import main  # noqa: E402
+
+if __name__ == "__main__":
+    main(game="three_games_combined")

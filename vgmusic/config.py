@@ -1,0 +1,127 @@
+"""Every setting, with its default and why; games override a few of them.
+
+Command-line flags are generated from these dataclasses, so `--help` always lists
+exactly what can be set, and a game folder's script is just a name in GAMES.
+"""
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ROOT
+
+
+def _opt(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    game: str = _opt("", "which game's songs to train on (a folder name under the songs dir, or a combined game)")
+    songs_dir: str = _opt(str(ROOT / "midi_songs"), "folder holding one sub-folder of .mid files per game")
+    data_dir: str = _opt(str(ROOT / "data"), "where get_all_notes.py wrote the extracted songs and vocabulary")
+    model_dir: str = _opt("", "where weights and their sidecar go (default: <project>/<game>/weights)")
+    encoding: str = _opt("classic", "token encoding: 'classic' is the original pitch-name/chord/Rest stream")
+    arch: str = _opt("lstm", "network: 'lstm' is the original 2 x LSTM 256 + Dense 256")
+    window: int = _opt(25, "tokens of context per training window (the original used 25)")
+    embed_dim: int = _opt(64, "token embedding size; replaces the original's id/vocab-size scalar input")
+    units: int = _opt(256, "LSTM units per layer")
+    layers: int = _opt(2, "stacked LSTM layers")
+    dense: int = _opt(256, "width of the relu layer before the softmax")
+    dropout: float = _opt(0.3, "dropout after each LSTM and dense layer, as in the original")
+    batch_size: int = _opt(64, "windows per gradient step")
+    epochs: int = _opt(200, "upper bound on epochs; early stopping usually ends far sooner")
+    patience: int = _opt(8, "stop after this many epochs without a better held-out loss (the original overfits from epoch 2)")
+    learning_rate: float = _opt(1e-3, "Adam learning rate")
+    val_fraction: float = _opt(0.15, "share of songs held out whole for validation (at least one song)")
+    val_songs: list = _opt((), "file names to hold out instead of a random share", nargs="*")
+    split_seed: int = _opt(0, "seed of the song-level split, kept apart from --seed so runs stay comparable")
+    max_steps: int = _opt(0, "cap on gradient steps per epoch (0: one pass over all windows); for quick runs")
+    seed: int = _opt(0, "seed for weights, shuffling and dropout: the same seed repeats a run")
+    resume: bool = _opt(False, "continue from the last weights in the model dir instead of starting over")
+    verbose: int = _opt(1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch")
+
+
+@dataclass
+class PredictConfig:
+    game: str = _opt("", "which game's model to compose with")
+    model_dir: str = _opt("", "folder of a trained model (default: <project>/<game>/weights)")
+    data_dir: str = _opt(str(ROOT / "data"), "extracted songs, used for seed windows")
+    which: str = _opt("best", "'best' (lowest held-out loss) or 'last' weights")
+    length: int = _opt(500, "tokens to generate (the original wrote 500)")
+    temperature: float = _opt(1.0, "sampling temperature; 0 is the original's argmax, which tends to loop on one note")
+    top_k: int = _opt(0, "sample only among the k likeliest tokens (0: all)")
+    prime: str = _opt("", "seed from the end of this MIDI file instead of a random window of the game's songs")
+    tempo: float = _opt(120.0, "beats per minute of the written MIDI")
+    program: int = _opt(0, "General MIDI program (instrument) of the written track; 0 is piano")
+    out: str = _opt("", "output .mid path (default: <project>/<game>/generations/<timestamp>.mid)")
+    seed: int = _opt(-1, "random seed; -1 draws a fresh one, any other value repeats a song")
+
+
+@dataclass
+class ExtractConfig:
+    songs_dir: str = _opt(str(ROOT / "midi_songs"), "folder holding one sub-folder of .mid files per game")
+    data_dir: str = _opt(str(ROOT / "data"), "where the extracted songs, vocabulary and cache go")
+    games: list = _opt((), "only these game folders (default: every folder under the songs dir)", nargs="*")
+    workers: int = _opt(0, "parallel parsers (0: one per CPU core)")
+
+
+# The four game folders of the original layout. A game lists the song folders it
+# trains on and overrides only what differs from TrainConfig's defaults.
+GAMES = {
+    "pokemon_red_blue_yellow": dict(
+        sources=["pokemon_red_blue_yellow"],
+        # the two songs the project's reference figures were measured on
+        val_songs=["Bicycle Ride_edited.mid", "Pallet Town_edited.mid"]),
+    "zelda_ocarina_of_time": dict(sources=["zelda_ocarina_of_time"]),
+    "final_fantasy_7": dict(sources=["final_fantasy_7"]),
+    "three_games_combined": dict(
+        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7"]),
+}
+
+
+def game_sources(game):
+    """Song folders a game trains on; any other name is a user's own folder under midi_songs/."""
+    return GAMES.get(game, {}).get("sources", [game])
+
+
+def game_overrides(game):
+    return {k: v for k, v in GAMES.get(game, {}).items() if k != "sources"}
+
+
+def default_model_dir(game):
+    return ROOT / game / "weights"
+
+
+def add_flags(parser, cls, skip=()):
+    """One flag per dataclass field, its help text from the field's comment."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help = f.metadata["help"] + (f" (default: {f.default!r})" if f.default not in ("", ()) else "")
+        if f.type is bool:
+            parser.add_argument(flag, action="store_true", help=help)
+        elif "nargs" in f.metadata:
+            parser.add_argument(flag, nargs=f.metadata["nargs"], default=None, metavar="NAME", help=help)
+        else:
+            parser.add_argument(flag, type=f.type, default=None, metavar=f.type.__name__.upper(), help=help)
+
+
+def build(cls, args, **overrides):
+    """Defaults, then the game's overrides, then whatever flags were given."""
+    values = {f.name: f.default for f in dataclasses.fields(cls)}
+    values.update({k: v for k, v in overrides.items() if k in values})
+    given = {k: v for k, v in vars(args).items() if v is not None and v is not False and k in values}
+    values.update(given)
+    return cls(**values)
+
+
+def parser_for(cls, description, skip=()):
+    p = argparse.ArgumentParser(description=description)
+    add_flags(p, cls, skip)
+    return p
+
+
+def resolve_dir(path):
+    return Path(path).expanduser().resolve()

@@ -1,0 +1,198 @@
+"""Fit a model on one game's songs, holding out whole songs, and keep self-describing checkpoints.
+
+The model folder ends up with:
+  model.json          what the weights need: encoding, vocabulary, architecture, hyper-parameters, songs
+  best.weights.h5     weights of the epoch with the lowest held-out loss (what predict.py uses)
+  last.weights.h5     weights after the latest epoch (what --resume continues from)
+  history.csv         loss and held-out loss per epoch
+  learning_curve.png  the same, drawn
+Every file is replaced atomically, so Ctrl-C at any moment leaves the best weights usable.
+"""
+import csv
+import datetime
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainConfig, build, default_model_dir, game_overrides, parser_for
+from .encode import Vocab, get_encoding, load_songs, split_songs, windows
+from .model import ARCH_KEYS, build_model, keras, tf
+from .store import atomic_path, read_json, write_json
+
+SIDECAR = "model.json"
+FORMAT = 1  # bump when the sidecar's meaning changes; loading refuses other formats
+
+
+def model_dir_of(cfg):
+    return Path(cfg.model_dir) if cfg.model_dir else default_model_dir(cfg.game)
+
+
+def prepare(cfg):
+    """Vocabulary, split and window arrays, or a ValueError naming what is missing."""
+    enc = get_encoding(cfg.encoding)
+    vocab = Vocab(enc.vocabulary(cfg.data_dir))
+    songs = load_songs(cfg.data_dir, cfg.game)
+    train, val = split_songs(songs, cfg.val_fraction, cfg.val_songs, cfg.split_seed)
+    ids = {id(s): vocab.ids(enc.song_tokens(s), f"{cfg.data_dir}/{s['source']}.json: {s['file']}") for s in songs}
+    x, y = windows([ids[id(s)] for s in train], cfg.window)
+    xv, yv = windows([ids[id(s)] for s in val], cfg.window)
+    if len(x) == 0 or len(xv) == 0:
+        raise ValueError(f"{cfg.game}: songs too short for windows of {cfg.window} tokens "
+                         f"({len(x)} training, {len(xv)} held-out windows)")
+    return enc, vocab, train, val, (x, y), (xv, yv)
+
+
+def describe(cfg, enc, vocab, train, val):
+    """The sidecar: everything needed to rebuild, check and reuse the weights."""
+    return {
+        "format": FORMAT,
+        "game": cfg.game,
+        "encoding": enc.name,
+        "arch": cfg.arch,
+        "hparams": {k: getattr(cfg, k) for k in ARCH_KEYS},
+        "training": {k: getattr(cfg, k) for k in ("batch_size", "learning_rate", "patience", "seed",
+                                                  "split_seed", "val_fraction", "max_steps")},
+        "vocab_hash": vocab.hash,
+        "vocab": vocab.tokens,
+        "songs": {part: [[s["source"], s["file"], s["sha256"]] for s in group]
+                  for part, group in (("train", train), ("val", val))},
+        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "epochs_done": 0, "best_epoch": None, "best_val_loss": None,
+    }
+
+
+def check_resumable(old, new, where):
+    for key in ("format", "encoding", "arch", "hparams", "vocab_hash", "songs"):
+        if old.get(key) != new.get(key):
+            raise ValueError(f"{where}: cannot --resume, the saved model's {key} differs from this run's "
+                             f"(start afresh without --resume, or pick another --model-dir)")
+
+
+def read_history(path):
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_history(path, rows):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["epoch", "loss", "val_loss", "seconds"])
+    w.writeheader()
+    w.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def plot_curves(curves, path, title):
+    """curves: {label: history rows}. One held-out line (solid) and training line (dashed) per label."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (label, rows) in enumerate(curves.items()):
+        color = f"C{i}"
+        ep = [r["epoch"] for r in rows]
+        ax.plot(ep, [r["val_loss"] for r in rows], color=color, label=f"{label} held-out")
+        ax.plot(ep, [r["loss"] for r in rows], color=color, ls="--", alpha=0.6, label=f"{label} training")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy per token (nats)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves last and best weights, the sidecar and the history after every epoch, atomically."""
+
+    def __init__(self, folder, meta, history):
+        super().__init__()
+        self.folder, self.meta, self.history = folder, meta, history
+        self.t0 = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = datetime.datetime.now()
+
+    def on_epoch_end(self, epoch, logs=None):
+        secs = (datetime.datetime.now() - self.t0).total_seconds()
+        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_loss": float(logs["val_loss"]),
+               "seconds": round(secs, 3)}
+        self.history.append(row)
+        with atomic_path(self.folder / "last.weights.h5") as tmp:
+            self.model.save_weights(tmp)
+        best = self.meta["best_val_loss"]
+        if best is None or row["val_loss"] < best:
+            with atomic_path(self.folder / "best.weights.h5") as tmp:
+                self.model.save_weights(tmp)
+            self.meta.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1)
+        self.meta["epochs_done"] = epoch + 1
+        write_history(self.folder / "history.csv", self.history)
+        write_json(self.folder / SIDECAR, self.meta)
+
+
+def train(cfg, progress=sys.stdout):
+    keras.utils.set_random_seed(cfg.seed)
+    enc, vocab, train_songs, val_songs, (x, y), (xv, yv) = prepare(cfg)
+    folder = model_dir_of(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = describe(cfg, enc, vocab, train_songs, val_songs)
+    model = build_model(cfg.arch, len(vocab), meta["hparams"])
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    history = []
+    if cfg.resume:
+        old = read_json(folder / SIDECAR, "model sidecar to resume from")
+        check_resumable(old, meta, folder)
+        model.optimizer.build(model.trainable_variables)  # so Adam's moments load too, not restart at zero
+        model.load_weights(folder / "last.weights.h5")
+        history = read_history(folder / "history.csv")[: old["epochs_done"]]
+        meta.update({k: old[k] for k in ("created", "epochs_done", "best_epoch", "best_val_loss")})
+    print(f"{cfg.game}: {len(train_songs)} training songs ({len(x)} windows), {len(val_songs)} held out "
+          f"({', '.join(s['file'] for s in val_songs)}); vocabulary {len(vocab)}; "
+          f"{model.count_params():,} parameters -> {folder}", file=progress)
+
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=cfg.seed)
+    steps = None
+    if cfg.max_steps:
+        data, steps = data.repeat(), cfg.max_steps
+    data = data.batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+    callbacks = [Checkpointer(folder, meta, history),
+                 # held-out loss turns up after a few epochs on songs this small: stopping is part of training
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience)]
+    interrupted = False
+    try:
+        model.fit(data, validation_data=(xv, yv), epochs=cfg.epochs, initial_epoch=len(history),
+                  steps_per_epoch=steps, shuffle=False, callbacks=callbacks, verbose=cfg.verbose)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: best weights (epoch {meta['best_epoch']}) are in {folder}", file=progress)
+    if history:
+        plot_curves({cfg.arch: history}, folder / "learning_curve.png", f"{cfg.game}: {cfg.arch}, {enc.name}")
+    if not interrupted:
+        print(f"best held-out loss {meta['best_val_loss']:.3f} at epoch {meta['best_epoch']} "
+              f"of {meta['epochs_done']}", file=progress)
+    return meta, history
+
+
+def main(game=None, argv=None):
+    skip = ("game",) if game else ()
+    parser = parser_for(TrainConfig, f"Train a model on {game or 'a game'}'s songs (run get_all_notes.py first).",
+                        skip=skip)
+    args = parser.parse_args(argv)
+    game = game or args.game
+    if not game:
+        parser.error("--game is required")
+    cfg = build(TrainConfig, args, **game_overrides(game), game=game)
+    try:
+        meta, _ = train(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    return meta
