@@ -3,10 +3,11 @@
     python -m vgmusic extract
     python -m vgmusic train --game <name>
     python -m vgmusic predict --game <name>
+    python -m vgmusic compare [--game GAME ...] [--budget SECONDS]
 """
 import sys
 
-COMMANDS = {"extract": "extract", "train": "train", "predict": "sample"}
+COMMANDS = {"extract": "extract", "train": "train", "predict": "sample", "compare": "compare"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
     sys.exit(__doc__.strip() if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help")

@@ -21,14 +21,25 @@ class TrainConfig:
     songs_dir: str = _opt(str(ROOT / "midi_songs"), "folder holding one sub-folder of .mid files per game")
     data_dir: str = _opt(str(ROOT / "data"), "where get_all_notes.py wrote the extracted songs and vocabulary")
     model_dir: str = _opt("", "where weights and their sidecar go (default: <project>/<game>/weights)")
-    encoding: str = _opt("classic", "token encoding: 'classic' is the original pitch-name/chord/Rest stream")
-    arch: str = _opt("lstm", "network: 'lstm' is the original 2 x LSTM 256 + Dense 256")
-    window: int = _opt(25, "tokens of context per training window (the original used 25)")
+    encoding: str = _opt("event", "tokens: 'event' (pitches with octave, duration, wait: rhythm and rests) "
+                                  "or 'classic' (the original pitch-name/chord/Rest stream, every note half a beat)")
+    parts: str = _opt("melody", "event encoding: 'melody' reads the part carrying the tune, 'all' every pitched "
+                                "part; drum parts never")
+    key_normalize: bool = _opt(False, "event encoding: transpose every song to C major / A minor (music21's key "
+                                      "analysis); generated songs are moved back to the seed's key")
+    transpose: int = _opt(0, "event encoding: also train on each training song transposed by every shift "
+                             "within +-N semitones")
+    arch: str = _opt("lstm", "network: lstm (the original, state-carrying), bilstm (stacked bidirectional LSTMs "
+                             "+ TimeDistributed dense), attention (bilstm + self-attention), transformer (causal)")
+    window: int = _opt(25, "tokens of context per training window (the original used 25; see ENCODING_DEFAULTS)")
+    stride: int = _opt(1, "tokens between the starts of training windows; many-to-many models see every "
+                          "token at several positions even with a stride above 1")
     embed_dim: int = _opt(64, "token embedding size; replaces the original's id/vocab-size scalar input")
-    units: int = _opt(256, "LSTM units per layer")
-    layers: int = _opt(2, "stacked LSTM layers")
-    dense: int = _opt(256, "width of the relu layer before the softmax")
-    dropout: float = _opt(0.3, "dropout after each LSTM and dense layer, as in the original")
+    units: int = _opt(256, "LSTM units per layer (per direction for bilstm); model width for the transformer")
+    layers: int = _opt(2, "stacked LSTM or transformer layers")
+    heads: int = _opt(4, "attention heads (attention and transformer)")
+    dense: int = _opt(256, "width of the relu layer before the softmax; feed-forward width in the transformer")
+    dropout: float = _opt(0.3, "dropout after each recurrent, attention and dense layer, as in the original")
     batch_size: int = _opt(64, "windows per gradient step")
     epochs: int = _opt(200, "upper bound on epochs; early stopping usually ends far sooner")
     patience: int = _opt(8, "stop after this many epochs without a better held-out loss (the original overfits from epoch 2)")
@@ -36,7 +47,9 @@ class TrainConfig:
     val_fraction: float = _opt(0.15, "share of songs held out whole for validation (at least one song)")
     val_songs: list = _opt((), "file names to hold out instead of a random share", nargs="*")
     split_seed: int = _opt(0, "seed of the song-level split, kept apart from --seed so runs stay comparable")
-    max_steps: int = _opt(0, "cap on gradient steps per epoch (0: one pass over all windows); for quick runs")
+    max_steps: int = _opt(0, "gradient steps per epoch (0: one pass over all windows); for quick runs and "
+                             "for comparable curves when augmentation multiplies the windows")
+    budget: float = _opt(0.0, "stop training after this many seconds of wall-clock time (0: no limit)")
     seed: int = _opt(0, "seed for weights, shuffling and dropout: the same seed repeats a run")
     resume: bool = _opt(False, "continue from the last weights in the model dir instead of starting over")
     verbose: int = _opt(1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch")
@@ -52,7 +65,7 @@ class PredictConfig:
     temperature: float = _opt(1.0, "sampling temperature; 0 is the original's argmax, which tends to loop on one note")
     top_k: int = _opt(0, "sample only among the k likeliest tokens (0: all)")
     prime: str = _opt("", "seed from the end of this MIDI file instead of a random window of the game's songs")
-    tempo: float = _opt(120.0, "beats per minute of the written MIDI")
+    tempo: float = _opt(0.0, "beats per minute of the written MIDI (0: the seed song's tempo, else 120)")
     program: int = _opt(0, "General MIDI program (instrument) of the written track; 0 is piano")
     out: str = _opt("", "output .mid path (default: <project>/<game>/generations/<timestamp>.mid)")
     seed: int = _opt(-1, "random seed; -1 draws a fresh one, any other value repeats a song")
@@ -65,6 +78,22 @@ class ExtractConfig:
     games: list = _opt((), "only these game folders (default: every folder under the songs dir)", nargs="*")
     workers: int = _opt(0, "parallel parsers (0: one per CPU core)")
 
+
+# Defaults that depend on the encoding and the architecture, applied in this order before a
+# game's overrides and the command-line flags.
+ENCODING_DEFAULTS = {
+    "classic": dict(window=25, stride=1),  # the original's windows
+    # ~3.2 tokens per event on these songs: 75 tokens ~ the original's 25 notes of context
+    "event": dict(window=75, stride=3),
+}
+ARCH_DEFAULTS = {
+    "lstm": {},
+    # the flattened window feeds the output layer, so keep the per-step width small
+    "bilstm": dict(units=128, dense=32, stride=1),
+    "attention": dict(units=128, dense=32, stride=1),
+    # 512 tokens hold over 128 events; many-to-many targets make a coarse stride enough
+    "transformer": dict(window=512, stride=32, units=128, layers=4, dense=512, dropout=0.1, batch_size=16),
+}
 
 # The four game folders of the original layout. A game lists the song folders it
 # trains on and overrides only what differs from TrainConfig's defaults.
@@ -109,10 +138,15 @@ def add_flags(parser, cls, skip=()):
 
 
 def build(cls, args, **overrides):
-    """Defaults, then the game's overrides, then whatever flags were given."""
+    """Defaults, then the encoding's and architecture's, then the game's overrides, then the flags given."""
     values = {f.name: f.default for f in dataclasses.fields(cls)}
-    values.update({k: v for k, v in overrides.items() if k in values})
     given = {k: v for k, v in vars(args).items() if v is not None and v is not False and k in values}
+    if cls is TrainConfig:
+        encoding = given.get("encoding", overrides.get("encoding", values["encoding"]))
+        arch = given.get("arch", overrides.get("arch", values["arch"]))
+        values.update(ENCODING_DEFAULTS.get(encoding, {}))
+        values.update(ARCH_DEFAULTS.get(arch, {}))
+    values.update({k: v for k, v in overrides.items() if k in values})
     values.update(given)
     return cls(**values)
 

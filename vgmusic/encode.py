@@ -20,8 +20,18 @@ CLASSIC_STEP = 0.5
 class Classic:
     """The original stream: pitch name ('E-4'), chord normal order ('0.4.7'), or 'Rest'."""
     name = "classic"
+    key_normalize = False
 
-    def song_tokens(self, song):
+    def spec(self):
+        return {"name": self.name}
+
+    def song_shift(self, song):
+        return 0
+
+    def song_tokens(self, song, transpose=0):
+        if transpose:
+            raise ValueError("the classic encoding cannot be transposed (its chords have no octave); "
+                             "use --encoding event")
         return song["classic"]
 
     def vocabulary(self, data_dir):
@@ -46,13 +56,157 @@ class Classic:
         return notes
 
 
-ENCODINGS = {"classic": Classic}
+# The event grid: 12 steps per quarter note holds sixteenths (3), triplet eighths (4) and
+# triplet sixteenths (2) exactly.
+GRID = 12
+# Durations and waits a token can say, in grid steps: every step up to a beat, then the values
+# songs use, up to two bars. Longer waits are chained; longer notes are cut at two bars.
+TIME_STEPS = (list(range(1, 13)) + [15, 16, 18, 20, 21, 24, 27, 30, 32, 36, 42, 45, 48]
+              + [54, 60, 66, 72, 84, 96])
+MAX_STEP = TIME_STEPS[-1]
+PAD = "<pad>"  # what comes before a song's first token, so models learn how songs open
 
 
-def get_encoding(name):
+def nearest_step(steps):
+    return min(TIME_STEPS, key=lambda v: (abs(v - steps), v))
+
+
+def melody_part(parts):
+    """The part that carries the tune: the highest-sounding of the parts that play a real share of the notes.
+
+    Accompaniment tends to be lower and either sparse (pads) or dense (arpeggios); taking the first part,
+    as the original did, often picks a bass or an empty track.
+    """
+    pitched = [p for p in parts if not p["drum"] and p["notes"]]
+    if not pitched:
+        return None
+    most = max(len(p["notes"]) for p in pitched)
+    candidates = [p for p in pitched if len(p["notes"]) >= 0.25 * most]
+    return max(candidates, key=lambda p: sum(n[2] for n in p["notes"]) / len(p["notes"]))
+
+
+def key_shift(key):
+    """Semitones (-6..5) that take a song's key to C major or A minor."""
+    target = 0 if key["mode"] == "major" else 9
+    shift = (target - key["tonic"]) % 12
+    return shift - 12 if shift > 5 else shift
+
+
+class Event:
+    """Rhythm-aware tokens. One event is its pitches with octave, a duration and the wait to the next:
+
+        p60 p64 p67 d12 w12     a C major triad held one beat, next event one beat later
+        p72 d3 w6               a sixteenth, then a sixteenth of rest
+
+    Rests are the gaps between a duration and its wait. A few small tokens per event keep the
+    vocabulary fixed (every MIDI pitch, every grid value), so no data changes it, transposition
+    never leaves it, and any chord in any octave is expressible.
+    """
+    name = "event"
+
+    def __init__(self, parts="melody", key_normalize=False):
+        if parts not in ("melody", "all"):
+            raise ValueError(f"parts must be 'melody' or 'all', got {parts!r}")
+        self.parts, self.key_normalize = parts, bool(key_normalize)
+
+    def spec(self):
+        return {"name": self.name, "parts": self.parts, "key_normalize": self.key_normalize, "grid": GRID}
+
+    def vocabulary(self, data_dir=None):
+        return ([PAD] + [f"p{i}" for i in range(128)] + [f"d{v}" for v in TIME_STEPS]
+                + [f"w{v}" for v in TIME_STEPS])
+
+    def song_shift(self, song):
+        return key_shift(song["key"]) if self.key_normalize else 0
+
+    def song_notes(self, song):
+        if self.parts == "melody":
+            part = melody_part(song["parts"])
+            return part["notes"] if part else []
+        return [n for p in song["parts"] if not p["drum"] for n in p["notes"]]
+
+    def song_tokens(self, song, transpose=0):
+        """Tokens of a song, shifted by its key normalisation plus `transpose` semitones.
+
+        Returns None when the shift would push a note outside MIDI's 0-127.
+        """
+        shift = self.song_shift(song) + transpose
+        notes = [[n[0], n[1], n[2] + shift] for n in self.song_notes(song)]
+        if any(not 0 <= n[2] <= 127 for n in notes):
+            return None
+        return self.encode_notes(notes)
+
+    def encode_notes(self, notes):
+        groups = {}
+        for onset, dur, pitch, *_ in notes:
+            key = (round(onset * GRID), nearest_step(dur * GRID))
+            groups.setdefault(key, set()).add(int(pitch))
+        events = sorted(groups.items(), key=lambda e: (e[0][0], -e[0][1]))
+        # each event's wait is written when the next one starts: p.. d w.., and no w between
+        # events that start together
+        tokens, now = [], 0
+        for (onset, dur), pitches in events:
+            tokens += self._waits(onset - now)
+            now = onset
+            tokens += [f"p{p}" for p in sorted(pitches)] + [f"d{dur}"]
+        if events:
+            (onset, dur), _ = events[-1]
+            tokens += self._waits(dur)
+        return tokens
+
+    @staticmethod
+    def _waits(steps):
+        """Wait tokens summing to exactly `steps` (largest first), so onsets never drift."""
+        out = []
+        while steps > 0:
+            v = max(t for t in TIME_STEPS if t <= steps)
+            out.append(f"w{v}")
+            steps -= v
+        return out
+
+    def decode(self, tokens):
+        """Timed notes [onset, duration, pitch] in quarters. Tolerant of any token order a sampler makes:
+        a wait or pitch without its event's duration gives the event the wait's length (or a beat)."""
+        notes, now, pitches, dur = [], 0, [], None
+
+        def flush(wait):
+            length = dur if dur is not None else (wait or GRID)
+            notes.extend([now / GRID, length / GRID, p] for p in pitches)
+
+        for tok in tokens:
+            kind = tok[0]
+            if tok == PAD:
+                continue
+            if kind == "p":
+                if dur is not None:  # a pitch after a duration starts a new event at the same onset
+                    flush(0)
+                    pitches, dur = [], None
+                pitches.append(int(tok[1:]))
+            elif kind == "d":
+                if pitches:
+                    dur = int(tok[1:])
+            elif kind == "w":
+                wait = int(tok[1:])
+                if pitches:
+                    flush(wait)
+                    pitches, dur = [], None
+                now += wait
+        if pitches:
+            flush(0)
+        return notes
+
+
+ENCODINGS = {"classic": Classic, "event": Event}
+
+
+def get_encoding(spec):
+    """An encoding from its name or the spec a checkpoint stored."""
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = spec.pop("name")
+    spec.pop("grid", None)
     if name not in ENCODINGS:
         raise ValueError(f"unknown encoding {name!r}; choose from {', '.join(ENCODINGS)}")
-    return ENCODINGS[name]()
+    return ENCODINGS[name](**spec)
 
 
 class Vocab:
@@ -102,16 +256,26 @@ def split_songs(songs, val_fraction, val_songs=(), split_seed=0):
     return train, val
 
 
-def windows(id_lists, window):
-    """Many-to-many windows: inputs ids[i:i+w], targets ids[i+1:i+w+1], never crossing songs."""
-    xs, ys = [], []
+def flat_windows(id_lists, window, stride=1, pad_id=None):
+    """All songs in one flat array, and where each training window (window + 1 tokens) starts.
+
+    Windows never cross songs. With a pad id, each song gets `window` pads in front so its opening
+    tokens are targets too. The last window of each song is always kept, whatever the stride.
+    """
+    pieces, starts, offset = [], [], 0
     for ids in id_lists:
-        n = len(ids) - window
-        if n <= 0:
-            continue
-        idx = np.arange(n)[:, None] + np.arange(window)[None, :]
-        xs.append(ids[idx])
-        ys.append(ids[idx + 1])
-    if not xs:
-        return np.zeros((0, window), np.int32), np.zeros((0, window), np.int32)
-    return np.concatenate(xs), np.concatenate(ys)
+        seq = np.concatenate([np.full(window, pad_id, np.int32), ids]) if pad_id is not None else ids
+        n = len(seq) - window
+        if n > 0:
+            starts.append(offset + np.unique(np.append(np.arange(0, n, stride), n - 1)))
+        pieces.append(np.asarray(seq, np.int32))
+        offset += len(seq)
+    flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+    return flat, (np.concatenate(starts) if starts else np.zeros(0, np.int64))
+
+
+def windows(id_lists, window, stride=1, pad_id=None):
+    """Many-to-many windows as arrays: inputs ids[i:i+w], targets ids[i+1:i+w+1]."""
+    flat, starts = flat_windows(id_lists, window, stride, pad_id)
+    cut = flat[starts[:, None] + np.arange(window + 1)[None]] if len(starts) else np.zeros((0, window + 1), np.int32)
+    return cut[:, :-1], cut[:, 1:]

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import ROOT
 from .config import PredictConfig, build, default_model_dir, parser_for
-from .encode import Vocab, get_encoding, load_songs
+from .encode import PAD, Vocab, get_encoding, load_songs
 from .model import build_model, stepper, tf
 from .render import write_midi
 from .store import read_json
@@ -55,49 +55,51 @@ def _pick(logits, temperature, top_k, seed):
     return tf.where(temperature > 0, sampled, greedy)
 
 
-def make_generator(arch, model, top_k=0):
+def make_generator(arch, model, window, top_k=0):
     """A compiled function (seed ids [batch, s], n, temperature, rng pair) -> ids [batch, n]."""
-    initial_state, step = stepper(arch, model)
+    start, step = stepper(arch, model, window)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32),
                                   tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)])
     def generate(seed_ids, n, temperature, rng):
-        state = initial_state(tf.shape(seed_ids)[0])
-        for t in tf.range(tf.shape(seed_ids)[1] - 1):  # warm the state on the seed
-            _, state = step(seed_ids[:, t], state)
-        token = seed_ids[:, -1]
+        logits, state = start(seed_ids)
         out = tf.TensorArray(tf.int32, size=n)
         for i in tf.range(n):
-            logits, state = step(token, state)
             token = _pick(logits, temperature, top_k, tf.stack([rng[0], rng[1] + tf.cast(i, tf.int64)]))
             out = out.write(i, token)
+            logits, state = step(token, state)
         return tf.transpose(out.stack())
 
     return generate
 
 
-def generate(arch, model, seed_ids, n, temperature=1.0, top_k=0, rng_seed=0, batch=1):
+def generate(arch, model, seed_ids, n, temperature=1.0, top_k=0, rng_seed=0, batch=1, window=None):
     """Sample `n` token ids after `seed_ids`; returns an array [batch, n]."""
+    window = window or len(seed_ids)
     # tracing the loop costs more than running it, so keep one compiled generator per model
     cache = model.__dict__.setdefault("_generators", {})
-    if top_k not in cache:
-        cache[top_k] = make_generator(arch, model, top_k)
-    fn = cache[top_k]
+    if (top_k, window) not in cache:
+        cache[top_k, window] = make_generator(arch, model, window, top_k)
     seed = tf.constant(np.tile(np.asarray(seed_ids, np.int32)[None], (batch, 1)))
     rng = tf.constant([rng_seed % 2**31, 0], dtype=tf.int64)
-    return fn(seed, tf.constant(n), tf.constant(float(temperature)), rng).numpy()
+    return cache[top_k, window](seed, tf.constant(n), tf.constant(float(temperature)), rng).numpy()
+
+
+def padded(tokens, window, vocab):
+    """Tokens with the start-of-song padding the model was trained with in front, if it has any."""
+    return [PAD] * window + list(tokens) if PAD in vocab.index else list(tokens)
 
 
 def seed_window(songs, enc, vocab, window, rng, where):
     """A random window of `window` tokens from the songs, as the original seeded (longer songs likelier)."""
-    usable = [s for s in songs if len(enc.song_tokens(s)) > window]
-    if not usable:
+    seqs = [(s, padded(enc.song_tokens(s), window, vocab)) for s in songs]
+    seqs = [(s, t) for s, t in seqs if len(t) > window]
+    if not seqs:
         raise ValueError(f"{where}: no song longer than the model's window of {window} tokens")
-    weights = np.array([len(enc.song_tokens(s)) - window for s in usable], float)
-    song = usable[rng.choice(len(usable), p=weights / weights.sum())]
-    tokens = enc.song_tokens(song)
+    weights = np.array([len(t) - window for _, t in seqs], float)
+    song, tokens = seqs[rng.choice(len(seqs), p=weights / weights.sum())]
     start = int(rng.integers(0, len(tokens) - window))
-    return vocab.ids(tokens[start:start + window], f"{where}: {song['file']}"), song["file"]
+    return vocab.ids(tokens[start:start + window], f"{where}: {song['file']}"), song
 
 
 def compose(cfg, game):
@@ -109,27 +111,28 @@ def compose(cfg, game):
     if cfg.prime:
         from .extract import parse_midi
         try:
-            tokens = enc.song_tokens(parse_midi(cfg.prime))
+            song = dict(parse_midi(cfg.prime), file=Path(cfg.prime).name)
         except ValueError as e:
             raise ValueError(f"{cfg.prime}: {e}") from None
-        known = [t for t in tokens if t in vocab.index]
-        if not known:
-            raise ValueError(f"{cfg.prime}: none of its tokens are in this model's vocabulary")
-        seed, source = vocab.ids(known[-window:]), Path(cfg.prime).name
+        known = [t for t in padded(enc.song_tokens(song), window, vocab) if t in vocab.index]
+        if len(known) < (1 if meta["arch"] == "lstm" else window):  # only the LSTM takes any seed length
+            raise ValueError(f"{cfg.prime}: too few tokens this model knows to fill its window of {window}")
+        seed = vocab.ids(known[-window:])
     else:
         data_vocab = Vocab(enc.vocabulary(cfg.data_dir))
         if data_vocab.hash != meta["vocab_hash"]:
             raise ValueError(f"{folder}: model was trained on another vocabulary ({len(vocab)} tokens) than "
                              f"{cfg.data_dir}/vocab.json ({len(data_vocab)}); re-run train.py, or seed with --prime")
-        seed, source = seed_window(load_songs(cfg.data_dir, meta["game"]), enc, vocab, window, rng, cfg.data_dir)
+        seed, song = seed_window(load_songs(cfg.data_dir, meta["game"]), enc, vocab, window, rng, cfg.data_dir)
     ids = generate(meta["arch"], model, seed, cfg.length, cfg.temperature, cfg.top_k,
-                   int(rng.integers(2**31)))[0]
+                   int(rng.integers(2**31)), window=window)[0]
     tokens = [vocab.tokens[i] for i in ids]
-    notes = enc.decode(tokens)
+    back = enc.song_shift(song)  # a key-normalised model composes in C / A minor: return to the seed's key
+    notes = [[n[0], n[1], n[2] - back] for n in enc.decode(tokens) if 0 <= n[2] - back <= 127]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.out) if cfg.out else ROOT / game / "generations" / f"{stamp}.mid"
-    write_midi(notes, out, tempo=cfg.tempo, program=cfg.program)
-    return out, tokens, notes, source
+    write_midi(notes, out, tempo=cfg.tempo or song.get("tempo") or 120.0, program=cfg.program)
+    return out, tokens, notes, song["file"]
 
 
 def main(game=None, argv=None):

@@ -12,13 +12,12 @@ import csv
 import datetime
 import io
 import sys
+import time
 from pathlib import Path
 
-import numpy as np
-
 from .config import TrainConfig, build, default_model_dir, game_overrides, parser_for
-from .encode import Vocab, get_encoding, load_songs, split_songs, windows
-from .model import ARCH_KEYS, build_model, keras, tf
+from .encode import PAD, Vocab, flat_windows, get_encoding, load_songs, split_songs
+from .model import ARCH_KEYS, build_model, keras, many_to_many, tf
 from .store import atomic_path, read_json, write_json
 
 SIDECAR = "model.json"
@@ -30,18 +29,65 @@ def model_dir_of(cfg):
 
 
 def prepare(cfg):
-    """Vocabulary, split and window arrays, or a ValueError naming what is missing."""
-    enc = get_encoding(cfg.encoding)
+    """Encoding, vocabulary, song split and token ids, or a ValueError naming what is missing."""
+    enc = get_encoding({"name": cfg.encoding, "parts": cfg.parts, "key_normalize": cfg.key_normalize}
+                       if cfg.encoding == "event" else cfg.encoding)
+    if cfg.encoding == "classic" and (cfg.key_normalize or cfg.transpose):
+        raise ValueError("--key-normalize and --transpose need --encoding event (classic chords have no octave)")
     vocab = Vocab(enc.vocabulary(cfg.data_dir))
     songs = load_songs(cfg.data_dir, cfg.game)
     train, val = split_songs(songs, cfg.val_fraction, cfg.val_songs, cfg.split_seed)
-    ids = {id(s): vocab.ids(enc.song_tokens(s), f"{cfg.data_dir}/{s['source']}.json: {s['file']}") for s in songs}
-    x, y = windows([ids[id(s)] for s in train], cfg.window)
-    xv, yv = windows([ids[id(s)] for s in val], cfg.window)
-    if len(x) == 0 or len(xv) == 0:
-        raise ValueError(f"{cfg.game}: songs too short for windows of {cfg.window} tokens "
-                         f"({len(x)} training, {len(xv)} held-out windows)")
-    return enc, vocab, train, val, (x, y), (xv, yv)
+
+    def ids(song, shift=0):
+        tokens = enc.song_tokens(song, shift)
+        return None if tokens is None else vocab.ids(tokens, f"{cfg.data_dir}/{song['source']}.json: {song['file']}")
+
+    # augmentation only on training songs: the held-out loss must stay about the songs as written
+    train_ids = [i for s in train for shift in range(-cfg.transpose, cfg.transpose + 1)
+                 if (i := ids(s, shift)) is not None and len(i)]
+    val_ids = [i for s in val if (i := ids(s)) is not None and len(i)]
+    return enc, vocab, train, val, train_ids, val_ids
+
+
+def datasets(cfg, vocab, train_ids, val_ids):
+    """tf.data pipelines that cut windows from one flat token array, so memory stays O(tokens)."""
+    pad = vocab.index.get(PAD)
+    many = many_to_many(cfg.arch)
+    # held-out windows: each held-out token is a target exactly once
+    val_stride = cfg.window if many else 1
+    out = []
+    for id_lists, stride, train in ((train_ids, cfg.stride, True), (val_ids, val_stride, False)):
+        flat, starts = flat_windows(id_lists, cfg.window, stride, pad)
+        if not len(starts):
+            raise ValueError(f"{cfg.game}: songs too short for windows of {cfg.window} tokens")
+        flat_t, idx = tf.constant(flat), tf.range(cfg.window + 1, dtype=tf.int64)
+
+        def cut(s):
+            w = tf.gather(flat_t, s[:, None] + idx[None])
+            return w[:, :-1], (w[:, 1:] if many else w[:, -1])
+
+        ds = tf.data.Dataset.from_tensor_slices(starts)
+        if train:
+            ds = ds.shuffle(len(starts), seed=cfg.seed)
+            if cfg.max_steps:
+                ds = ds.repeat()
+        out += [ds.batch(cfg.batch_size).map(cut).prefetch(tf.data.AUTOTUNE), len(starts)]
+    return out
+
+
+class Budget(keras.callbacks.Callback):
+    """Stops training once the wall-clock budget is spent; the partial epoch is still validated and saved."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.t0 = seconds, None
+
+    def on_train_begin(self, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() - self.t0 > self.seconds:
+            self.model.stop_training = True
 
 
 def describe(cfg, enc, vocab, train, val):
@@ -49,11 +95,11 @@ def describe(cfg, enc, vocab, train, val):
     return {
         "format": FORMAT,
         "game": cfg.game,
-        "encoding": enc.name,
+        "encoding": enc.spec(),
         "arch": cfg.arch,
         "hparams": {k: getattr(cfg, k) for k in ARCH_KEYS},
-        "training": {k: getattr(cfg, k) for k in ("batch_size", "learning_rate", "patience", "seed",
-                                                  "split_seed", "val_fraction", "max_steps")},
+        "training": {k: getattr(cfg, k) for k in ("batch_size", "learning_rate", "patience", "seed", "stride",
+                                                  "transpose", "split_seed", "val_fraction", "max_steps", "budget")},
         "vocab_hash": vocab.hash,
         "vocab": vocab.tokens,
         "songs": {part: [[s["source"], s["file"], s["sha256"]] for s in group]
@@ -137,15 +183,18 @@ class Checkpointer(keras.callbacks.Callback):
         write_json(self.folder / SIDECAR, self.meta)
 
 
-def train(cfg, progress=sys.stdout):
+def train(cfg, progress=sys.stdout, callbacks=()):
     keras.utils.set_random_seed(cfg.seed)
-    enc, vocab, train_songs, val_songs, (x, y), (xv, yv) = prepare(cfg)
+    enc, vocab, train_songs, val_songs, train_ids, val_ids = prepare(cfg)
+    data, n_windows, val_data, _ = datasets(cfg, vocab, train_ids, val_ids)
     folder = model_dir_of(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     meta = describe(cfg, enc, vocab, train_songs, val_songs)
     model = build_model(cfg.arch, len(vocab), meta["hparams"])
+    # start-of-song padding is context, never a target
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                  ignore_class=vocab.index.get(PAD)))
 
     history = []
     if cfg.resume:
@@ -155,31 +204,29 @@ def train(cfg, progress=sys.stdout):
         model.load_weights(folder / "last.weights.h5")
         history = read_history(folder / "history.csv")[: old["epochs_done"]]
         meta.update({k: old[k] for k in ("created", "epochs_done", "best_epoch", "best_val_loss")})
-    print(f"{cfg.game}: {len(train_songs)} training songs ({len(x)} windows), {len(val_songs)} held out "
-          f"({', '.join(s['file'] for s in val_songs)}); vocabulary {len(vocab)}; "
-          f"{model.count_params():,} parameters -> {folder}", file=progress)
+    print(f"{cfg.game}: {len(train_songs)} training songs ({n_windows} windows"
+          f"{f', transposed +-{cfg.transpose}' if cfg.transpose else ''}), {len(val_songs)} held out "
+          f"({', '.join(s['file'] for s in val_songs)}); {enc.name} encoding, vocabulary {len(vocab)}; "
+          f"{cfg.arch}, {model.count_params():,} parameters -> {folder}", file=progress)
 
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=cfg.seed)
-    steps = None
-    if cfg.max_steps:
-        data, steps = data.repeat(), cfg.max_steps
-    data = data.batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
-    callbacks = [Checkpointer(folder, meta, history),
+    callbacks = [Checkpointer(folder, meta, history), *callbacks,
                  # held-out loss turns up after a few epochs on songs this small: stopping is part of training
                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience)]
+    if cfg.budget:
+        callbacks.append(Budget(cfg.budget))
     interrupted = False
     try:
-        model.fit(data, validation_data=(xv, yv), epochs=cfg.epochs, initial_epoch=len(history),
-                  steps_per_epoch=steps, shuffle=False, callbacks=callbacks, verbose=cfg.verbose)
+        model.fit(data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=len(history),
+                  steps_per_epoch=cfg.max_steps or None, shuffle=False, callbacks=callbacks, verbose=cfg.verbose)
     except KeyboardInterrupt:
         interrupted = True
         print(f"\ninterrupted: best weights (epoch {meta['best_epoch']}) are in {folder}", file=progress)
     if history:
         plot_curves({cfg.arch: history}, folder / "learning_curve.png", f"{cfg.game}: {cfg.arch}, {enc.name}")
-    if not interrupted:
-        print(f"best held-out loss {meta['best_val_loss']:.3f} at epoch {meta['best_epoch']} "
+    if not interrupted and meta["best_epoch"]:
+        print(f"best held-out loss {meta['best_val_loss']:.3f} per token at epoch {meta['best_epoch']} "
               f"of {meta['epochs_done']}", file=progress)
-    return meta, history
+    return meta, history, model
 
 
 def main(game=None, argv=None):
@@ -192,7 +239,7 @@ def main(game=None, argv=None):
         parser.error("--game is required")
     cfg = build(TrainConfig, args, **game_overrides(game), game=game)
     try:
-        meta, _ = train(cfg)
+        meta, _, _ = train(cfg)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     return meta

@@ -1,0 +1,110 @@
+"""Compare architectures, with and without transposition, on one game under one wall-clock budget.
+
+    python -m vgmusic compare --game pokemon_red_blue_yellow --budget 120
+
+Every run uses the same song-level split, the same encoding, the same budget and the same
+number of steps per epoch. The table's held-out loss is measured the same way for every model:
+each held-out token is predicted from the `window` tokens before it (start-of-song padding where
+there are fewer), with the best weights, and the summed loss is divided by the held-out events.
+Writes docs/compare/<game>.md, .json and .png (the second seed's model_learning chart, but on
+held-out songs).
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import ROOT
+from .config import TrainConfig, build, game_overrides
+from .encode import PAD, windows
+from .model import ARCHS, many_to_many, tf
+from .store import write_json
+from .train import plot_curves, prepare, train
+
+
+def held_out_loss(model, arch, val_ids, window, pad_id, batch=64):
+    """Summed negative log-likelihood over all held-out tokens, and their number."""
+    x, y = windows(val_ids, window, 1, pad_id)
+    total, count = 0.0, 0
+    for i in range(0, len(x), batch):
+        logits = model(x[i:i + batch], training=False)
+        logits = logits[:, -1] if many_to_many(arch) else logits
+        target = y[i:i + batch, -1]
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(target, logits).numpy()
+        keep = target != (pad_id if pad_id is not None else -1)
+        total, count = total + float(nll[keep].sum()), count + int(keep.sum())
+    return total, count
+
+
+def run(game, archs, transpose, budget, steps, data_dir, out_dir, runs_dir, encoding="event"):
+    rows, curves = [], {}
+    for arch in archs:
+        for shift in (0, transpose) if transpose else (0,):
+            label = f"{arch}" + (f" +-{shift}" if shift else "")
+            args = argparse.Namespace(arch=arch, transpose=shift, encoding=encoding, data_dir=data_dir,
+                                      model_dir=str(Path(runs_dir) / game / label.replace(" +-", "-t")),
+                                      budget=budget, max_steps=steps, verbose=0, epochs=10_000)
+            cfg = build(TrainConfig, args, **game_overrides(game), game=game)
+            print(f"== {game}: {label} ({budget:.0f} s)", flush=True)
+            t0 = time.perf_counter()
+            meta, history, model = train(cfg)
+            wall = time.perf_counter() - t0
+            model.load_weights(Path(cfg.model_dir) / "best.weights.h5")
+            enc, vocab, _, val, _, val_ids = prepare(cfg)
+            nll, tokens = held_out_loss(model, arch, val_ids, cfg.window, vocab.index.get(PAD))
+            events = sum(sum(t.startswith("d") for t in enc.song_tokens(s)) for s in val) \
+                if enc.name == "event" else tokens
+            rows.append({"model": label, "arch": arch, "transpose": shift, "params": model.count_params(),
+                         "loss_per_event": nll / events, "loss_per_token": nll / tokens,
+                         "held_out_tokens": tokens, "held_out_events": events,
+                         "epochs": len(history), "best_epoch": meta["best_epoch"],
+                         "seconds_per_epoch": float(np.mean([r["seconds"] for r in history])),
+                         "wall_seconds": wall, "window": cfg.window})
+            curves[label] = history
+            print(f"   held-out {nll / events:.3f} nats/event, best epoch {meta['best_epoch']} "
+                  f"of {len(history)}", flush=True)
+    out_dir = Path(out_dir)
+    write_json(out_dir / f"{game}.json", {"game": game, "budget_s": budget, "steps_per_epoch": steps,
+                                          "encoding": encoding, "rows": rows})
+    plot_curves(curves, out_dir / f"{game}.png", f"{game}: held-out loss, {budget:.0f} s per model")
+    (out_dir / f"{game}.md").write_text(table(game, rows, budget, steps))
+    return rows
+
+
+def table(game, rows, budget, steps):
+    lines = [f"### {game}", "",
+             f"Same split, {budget:.0f} s of training each, {steps} steps per epoch, 2-core CPU.", "",
+             "| model | held-out loss per event (nats) | per token | parameters | s per epoch | best epoch |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["loss_per_event"]):
+        lines.append(f"| {r['model']} | {r['loss_per_event']:.3f} | {r['loss_per_token']:.3f} | "
+                     f"{r['params']:,} | {r['seconds_per_epoch']:.1f} | {r['best_epoch']} of {r['epochs']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--game", nargs="+", default=["pokemon_red_blue_yellow", "three_games_combined"],
+                   help="games to compare on (default: Pokemon and all three games)")
+    p.add_argument("--archs", nargs="+", default=list(ARCHS), help="architectures (default: all)")
+    p.add_argument("--transpose", type=int, default=5,
+                   help="the augmented runs transpose each training song by every shift within +-N (0: skip them)")
+    p.add_argument("--budget", type=float, default=120, help="seconds of training per model")
+    p.add_argument("--steps", type=int, default=25, help="gradient steps per epoch, equal for every model")
+    p.add_argument("--encoding", default="event", help="token encoding for every run")
+    p.add_argument("--data-dir", default=str(ROOT / "data"), help="extracted songs (get_all_notes.py)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "compare"), help="where the tables and figures go")
+    p.add_argument("--runs-dir", default=str(ROOT / "runs"), help="where each run's model folder goes")
+    a = p.parse_args(argv)
+    try:
+        for game in a.game:
+            run(game, a.archs, a.transpose, a.budget, a.steps, a.data_dir, a.out, a.runs_dir, a.encoding)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
