@@ -61,7 +61,8 @@ def test_checkpoint_describes_itself(trained, classic, corpus_data):
 @pytest.mark.parametrize("fixture", ["trained", "classic"])
 def test_predict_writes_midi_that_parses_back(fixture, request, corpus_data, tmp_path):
     out = _predict(corpus_data, request.getfixturevalue(fixture), tmp_path / "song.mid",
-                   "--length", "240", "--seed", "3")
+                   "--length", "240", "--seed", "3", "--roll")
+    assert (tmp_path / "song.png").read_bytes()[:4] == b"\x89PNG"
     midi = mido.MidiFile(out)
     ons = [m for m in midi.tracks[0] if m.type == "note_on" and m.velocity > 0]
     assert len(ons) > 30
@@ -216,6 +217,32 @@ def test_scripts_end_to_end_on_original_songs(shared_songs, tmp_path):
                    "--out", out, "--seed", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(converter.parse(str(out)).flatten().notes) > 100
+
+
+def test_ctrl_c_leaves_best_weights_usable(corpus_data, tmp_path):
+    """SIGINT mid-training: the process ends with code 130 and predict works from what was saved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT
+    model = tmp_path / "m"
+    proc = subprocess.Popen([sys.executable, "-m", "vgmusic", "train", "--game", "chorales_a",
+                             "--data-dir", str(corpus_data), "--model-dir", str(model), *TINY,
+                             "--epochs", "1000", "--patience", "1000"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (model / "history.csv").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: best weights" in out
+    meta = json.loads((model / "model.json").read_text())
+    assert 1 <= meta["best_epoch"] <= meta["epochs_done"] < 1000
+    _predict(corpus_data, model, tmp_path / "after.mid", "--length", "30")
+    assert (tmp_path / "after.mid").stat().st_size > 0
 
 
 def test_help_lists_every_flag(tmp_path):

@@ -21,8 +21,8 @@ from . import ROOT
 from .config import TrainConfig, build, game_overrides
 from .encode import PAD, windows
 from .model import ARCHS, many_to_many, tf
-from .store import write_json
-from .train import plot_curves, prepare, train
+from .store import atomic_path, write_json
+from .train import prepare, read_history, train
 
 
 def held_out_loss(model, arch, val_ids, window, pad_id, batch=64):
@@ -68,10 +68,33 @@ def run(game, archs, transpose, budget, steps, data_dir, out_dir, runs_dir, enco
                   f"of {len(history)}", flush=True)
     out_dir = Path(out_dir)
     write_json(out_dir / f"{game}.json", {"game": game, "budget_s": budget, "steps_per_epoch": steps,
-                                          "encoding": encoding, "rows": rows})
-    plot_curves(curves, out_dir / f"{game}.png", f"{game}: held-out loss, {budget:.0f} s per model")
+                                          "encoding": encoding, "rows": rows, "curves": curves})
+    plot_compare(curves, out_dir / f"{game}.png", f"{game}: {budget:.0f} s of training per model")
     (out_dir / f"{game}.md").write_text(table(game, rows, budget, steps))
     return rows
+
+
+def plot_compare(curves, path, title):
+    """Held-out loss against training time: one colour per architecture, dashed with transposition."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = {arch: f"C{i}" for i, arch in enumerate(ARCHS)}
+    for label, rows in curves.items():
+        arch = label.split()[0]
+        seconds = np.cumsum([r["seconds"] for r in rows])
+        ax.plot(seconds, [r["val_loss"] for r in rows], marker="o", ms=3, color=colours.get(arch, "k"),
+                ls="--" if "+-" in label else "-", label=label)
+    ax.set_xlabel("training seconds (2-core CPU)")
+    ax.set_ylabel("held-out loss per token (nats)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
 
 
 def table(game, rows, budget, steps):

@@ -95,11 +95,17 @@ def parse_midi(path):
 
     if not classic and not out_parts:
         raise ValueError("no pitched notes (empty, or drums only)")
-    key = score.analyze("key")
-    marks = score.metronomeMarkBoundaries()
-    tempo = marks[0][2].getQuarterBPM() if marks else 120.0
-    return {"version": EXTRACT_VERSION, "classic": classic, "parts": out_parts,
-            "key": {"name": str(key), "tonic": key.tonic.pitchClass, "mode": key.mode},
+    try:
+        key = score.analyze("key")
+        key = {"name": str(key), "tonic": key.tonic.pitchClass, "mode": key.mode}
+    except Exception:  # too few pitches to analyse: leave the song where it is (C major: no shift)
+        key = {"name": "C major", "tonic": 0, "mode": "major"}
+    try:
+        marks = score.metronomeMarkBoundaries()
+        tempo = marks[0][2].getQuarterBPM() if marks else 120.0
+    except Exception:
+        tempo = 120.0
+    return {"version": EXTRACT_VERSION, "classic": classic, "parts": out_parts, "key": key,
             "tempo": round(float(tempo or 120.0), 3)}
 
 

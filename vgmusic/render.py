@@ -41,3 +41,33 @@ def write_midi(notes, path, **kw):
     with atomic_path(path) as tmp:
         midi.save(tmp)
     return path
+
+
+def piano_roll(notes, path, title="", tempo=120.0):
+    """A PNG of the notes: time across in beats, pitch up, one bar per note."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+    if not notes:
+        raise ValueError(f"{path}: no notes to draw")
+    end = max(n[0] + n[1] for n in notes)
+    fig, ax = plt.subplots(figsize=(min(16, 4 + end / 8), 4))
+    boxes = [[(n[0], n[2] - 0.4), (n[0] + n[1], n[2] - 0.4), (n[0] + n[1], n[2] + 0.4), (n[0], n[2] + 0.4)]
+             for n in notes]
+    ax.add_collection(PolyCollection(boxes, facecolors="C0", edgecolors="C0", linewidths=0.3))
+    low, high = min(n[2] for n in notes), max(n[2] for n in notes)
+    ax.set_xlim(0, end)
+    ax.set_ylim(low - 2, high + 2)
+    for bar in range(0, int(end) + 1, 4):
+        ax.axvline(bar, color="grey", lw=0.3, alpha=0.5)
+    for c in range(12 * (low // 12), high + 2, 12):
+        ax.axhline(c - 0.5, color="grey", lw=0.3, alpha=0.5)
+    ax.set_xlabel(f"beats (bars of 4; {tempo:g} bpm)")
+    ax.set_ylabel("MIDI pitch (lines at each C)")
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return path

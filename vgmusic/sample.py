@@ -15,7 +15,7 @@ from . import ROOT
 from .config import PredictConfig, build, default_model_dir, parser_for
 from .encode import PAD, Vocab, get_encoding, load_songs
 from .model import build_model, stepper, tf
-from .render import write_midi
+from .render import piano_roll, write_midi
 from .store import read_json
 from .train import FORMAT, SIDECAR
 
@@ -102,6 +102,16 @@ def seed_window(songs, enc, vocab, window, rng, where):
     return vocab.ids(tokens[start:start + window], f"{where}: {song['file']}"), song
 
 
+def new_generation_path(folder):
+    """<timestamp>.mid, with a counter when several songs are written within one second."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = folder / f"{stamp}.mid", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stamp}-{n}.mid"
+    return path
+
+
 def compose(cfg, game):
     folder = Path(cfg.model_dir) if cfg.model_dir else default_model_dir(game)
     meta, vocab, model = load_model(folder, cfg.which)
@@ -129,9 +139,11 @@ def compose(cfg, game):
     tokens = [vocab.tokens[i] for i in ids]
     back = enc.song_shift(song)  # a key-normalised model composes in C / A minor: return to the seed's key
     notes = [[n[0], n[1], n[2] - back] for n in enc.decode(tokens) if 0 <= n[2] - back <= 127]
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(cfg.out) if cfg.out else ROOT / game / "generations" / f"{stamp}.mid"
-    write_midi(notes, out, tempo=cfg.tempo or song.get("tempo") or 120.0, program=cfg.program)
+    out = Path(cfg.out) if cfg.out else new_generation_path(ROOT / game / "generations")
+    tempo = cfg.tempo or song.get("tempo") or 120.0
+    write_midi(notes, out, tempo=tempo, program=cfg.program)
+    if cfg.roll:
+        piano_roll(notes, out.with_suffix(".png"), f"{game}: {meta['arch']}, seeded from {song['file']}", tempo)
     return out, tokens, notes, song["file"]
 
 

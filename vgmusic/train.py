@@ -226,6 +226,7 @@ def train(cfg, progress=sys.stdout, callbacks=()):
     if not interrupted and meta["best_epoch"]:
         print(f"best held-out loss {meta['best_val_loss']:.3f} per token at epoch {meta['best_epoch']} "
               f"of {meta['epochs_done']}", file=progress)
+    meta["interrupted"] = interrupted
     return meta, history, model
 
 
@@ -242,4 +243,6 @@ def main(game=None, argv=None):
         meta, _, _ = train(cfg)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
+    if meta["interrupted"]:
+        sys.exit(130)  # the shell's code for Ctrl-C, so scripts chaining train and predict stop here
     return meta
