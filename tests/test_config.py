@@ -12,7 +12,7 @@ def _train_cfg(*flags, game="zelda_ocarina_of_time"):
 
 def test_layers_of_defaults():
     cfg = _train_cfg()
-    assert (cfg.encoding, cfg.arch, cfg.window, cfg.transpose, cfg.max_steps) == ("event", "lstm", 75, 5, 200)
+    assert (cfg.encoding, cfg.arch, cfg.window, cfg.transpose, cfg.max_steps) == ("event", "lstm", 75, 5, 50)
     classic = _train_cfg("--encoding", "classic")
     assert (classic.window, classic.transpose) == (25, 0)  # the original's windows, no transposition
     tr = _train_cfg("--arch", "transformer")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .store import write_json
 
 # Bump when what parse_midi returns changes, so stale cache entries are re-parsed.
-EXTRACT_VERSION = 1
+EXTRACT_VERSION = 2
 MIDI_SUFFIXES = (".mid", ".midi")
 
 
@@ -93,7 +93,7 @@ def parse_midi(path):
                               "program": inst.midiProgram if inst.midiProgram is not None else 0,
                               "drum": bool(is_drum), "notes": notes})
 
-    if not classic and not out_parts:
+    if not out_parts or all(t == "Rest" for t in classic):
         raise ValueError("no pitched notes (empty, or drums only)")
     try:
         key = score.analyze("key")
