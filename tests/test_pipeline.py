@@ -135,6 +135,7 @@ def test_missing_model_fails_with_one_line(corpus_data, tmp_path):
         _predict(corpus_data, tmp_path / "nothing", tmp_path / "x.mid")
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Keras says which layers it could not fill first
 def test_weights_from_another_vocabulary_are_refused(classic, corpus_data, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(classic, folder)

@@ -53,16 +53,14 @@ def datasets(cfg, vocab, train_ids, val_ids):
     """tf.data pipelines that cut windows from one flat token array, so memory stays O(tokens)."""
     pad = vocab.index.get(PAD)
     many = many_to_many(cfg.arch)
-    # held-out windows: each held-out token is a target exactly once
+    # held-out windows: each held-out token is a target once (a song's last window may repeat a few)
     val_stride = cfg.window if many else 1
     out = []
     for id_lists, stride, train in ((train_ids, cfg.stride, True), (val_ids, val_stride, False)):
         flat, starts = flat_windows(id_lists, cfg.window, stride, pad)
         if not len(starts):
             raise ValueError(f"{cfg.game}: songs too short for windows of {cfg.window} tokens")
-        flat_t, idx = tf.constant(flat), tf.range(cfg.window + 1, dtype=tf.int64)
-
-        def cut(s):
+        def cut(s, flat_t=tf.constant(flat), idx=tf.range(cfg.window + 1, dtype=tf.int64)):
             w = tf.gather(flat_t, s[:, None] + idx[None])
             return w[:, :-1], (w[:, 1:] if many else w[:, -1])
 
@@ -183,7 +181,7 @@ class Checkpointer(keras.callbacks.Callback):
         write_json(self.folder / SIDECAR, self.meta)
 
 
-def train(cfg, progress=sys.stdout, callbacks=()):
+def train(cfg, progress=sys.stdout):
     keras.utils.set_random_seed(cfg.seed)
     enc, vocab, train_songs, val_songs, train_ids, val_ids = prepare(cfg)
     data, n_windows, val_data, _ = datasets(cfg, vocab, train_ids, val_ids)
@@ -209,7 +207,7 @@ def train(cfg, progress=sys.stdout, callbacks=()):
           f"({', '.join(s['file'] for s in val_songs)}); {enc.name} encoding, vocabulary {len(vocab)}; "
           f"{cfg.arch}, {model.count_params():,} parameters -> {folder}", file=progress)
 
-    callbacks = [Checkpointer(folder, meta, history), *callbacks,
+    callbacks = [Checkpointer(folder, meta, history),
                  # held-out loss turns up after a few epochs on songs this small: stopping is part of training
                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience)]
     if cfg.budget:
