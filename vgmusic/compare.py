@@ -55,8 +55,10 @@ def run(game, archs, transpose, budget, steps, data_dir, out_dir, runs_dir, enco
             model.load_weights(Path(cfg.model_dir) / "best.weights.h5")
             enc, vocab, _, val, _, val_ids = prepare(cfg)
             nll, tokens = held_out_loss(model, arch, val_ids, cfg.window, vocab.index.get(PAD))
-            events = sum(sum(t.startswith("d") for t in enc.song_tokens(s)) for s in val) \
-                if enc.name == "event" else tokens
+            # without start-of-song padding the first window of each song is context only, so
+            # scale the events to the tokens actually scored
+            all_tokens = sum(len(enc.song_tokens(s)) for s in val)
+            events = sum(enc.events(enc.song_tokens(s)) for s in val) * tokens / all_tokens
             rows.append({"model": label, "arch": arch, "transpose": shift, "params": model.count_params(),
                          "loss_per_event": nll / events, "loss_per_token": nll / tokens,
                          "held_out_tokens": tokens, "held_out_events": events,

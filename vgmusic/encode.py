@@ -34,6 +34,9 @@ class Classic:
                              "use --encoding event")
         return song["classic"]
 
+    def events(self, tokens):
+        return len(tokens)  # one token per note, chord or rest
+
     def vocabulary(self, data_dir):
         return read_json(Path(data_dir) / "vocab.json", "vocabulary (run get_all_notes.py)")["classic"]
 
@@ -111,6 +114,9 @@ class Event:
 
     def spec(self):
         return {"name": self.name, "parts": self.parts, "key_normalize": self.key_normalize, "grid": GRID}
+
+    def events(self, tokens):
+        return sum(t[0] == "d" for t in tokens)  # every event has exactly one duration
 
     def vocabulary(self, data_dir=None):
         return ([PAD] + [f"p{i}" for i in range(128)] + [f"d{v}" for v in TIME_STEPS]
