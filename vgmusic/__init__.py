@@ -6,6 +6,8 @@ train, sample, render (tokens -> MIDI). `config` holds every default.
 import os
 from pathlib import Path
 
+__version__ = "0.4.0"
+
 # The project's root: scripts run from any working directory, so every default path hangs off this.
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,17 +1,24 @@
 """Generic entry point for any game folder, e.g. a user's own midi_songs/<name>/:
 
-    python -m vgmusic extract
-    python -m vgmusic train --game <name>
-    python -m vgmusic predict --game <name>
-    python -m vgmusic compare [--game GAME ...] [--budget SECONDS]
+    python -m vgmusic extract                       parse midi_songs/ into data/ (= get_all_notes.py)
+    python -m vgmusic train --game <name>           train a model on one folder (or a combined game)
+    python -m vgmusic predict --game <name>         compose a song with it
+    python -m vgmusic evaluate --game <name> [--generated DIR ...]   measure songs (= evaluate.py)
+    python -m vgmusic compare [--game GAME ...] [--budget SECONDS]   compare the architectures
+    python -m vgmusic retrain                       retrain the four shipped models from the songs
+
+Each command's --help lists its flags.
 """
 import sys
 
-COMMANDS = {"extract": "extract", "train": "train", "predict": "sample", "compare": "compare"}
+# command -> (module, function)
+COMMANDS = {"extract": ("extract", "main"), "train": ("train", "main"), "predict": ("sample", "main"),
+            "evaluate": ("evaluate", "main"), "compare": ("compare", "main"), "retrain": ("train", "retrain_main")}
 
-if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-    sys.exit(__doc__.strip() if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help")
-             else f"error: unknown command {sys.argv[1]!r}; choose from {', '.join(COMMANDS)}")
-command = sys.argv.pop(1)
-module = __import__(f"vgmusic.{COMMANDS[command]}", fromlist=["main"])
-module.main()
+if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+    print(__doc__.strip())
+    sys.exit(0 if len(sys.argv) >= 2 else 2)
+if sys.argv[1] not in COMMANDS:
+    sys.exit(f"error: unknown command {sys.argv[1]!r}; choose from {', '.join(COMMANDS)}")
+module, function = COMMANDS[sys.argv.pop(1)]
+getattr(__import__(f"vgmusic.{module}", fromlist=[function]), function)()

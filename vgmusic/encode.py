@@ -37,6 +37,13 @@ class Classic:
     def events(self, tokens):
         return len(tokens)  # one token per note, chord or rest
 
+    def advance(self, token):
+        """Grid steps a token moves time on: every classic token lasts half a beat."""
+        return round(CLASSIC_STEP * GRID)
+
+    def waits(self, steps):
+        raise ValueError("the classic encoding has no wait tokens")
+
     def vocabulary(self, data_dir):
         return read_json(Path(data_dir) / "vocab.json", "vocabulary (run get_all_notes.py)")["classic"]
 
@@ -70,6 +77,14 @@ MAX_STEP = TIME_STEPS[-1]
 PAD = "<pad>"  # what comes before a song's first token, so models learn how songs open
 
 
+# Which part of an event a token says, for the held-out loss split by kind and for the sampler.
+TOKEN_KINDS = {"p": "pitch", "d": "duration", "w": "wait"}
+
+
+def token_kind(token):
+    return "pad" if token == PAD else TOKEN_KINDS.get(token[0], "note") if token else "note"
+
+
 def nearest_step(steps):
     return min(TIME_STEPS, key=lambda v: (abs(v - steps), v))
 
@@ -86,6 +101,21 @@ def melody_part(parts):
     most = max(len(p["notes"]) for p in pitched)
     candidates = [p for p in pitched if len(p["notes"]) >= 0.25 * most]
     return max(candidates, key=lambda p: sum(n[2] for n in p["notes"]) / len(p["notes"]))
+
+
+C_MAJOR = (0, 2, 4, 5, 7, 9, 11)
+
+
+def diatonic_shift(pitch, steps):
+    """Move a pitch by scale steps within C major: a melody keeps its contour and its key, and each of its
+    intervals changes by at most a semitone (a step stays a step). A note outside the scale moves with
+    the scale note below it."""
+    if not steps:
+        return pitch
+    octave, pc = divmod(pitch, 12)
+    chroma = 0 if pc in C_MAJOR else 1
+    degree = C_MAJOR.index(pc - chroma) + steps
+    return 12 * (octave + degree // 7) + C_MAJOR[degree % 7] + chroma
 
 
 def key_shift(key):
@@ -118,6 +148,10 @@ class Event:
     def events(self, tokens):
         return sum(t[0] == "d" for t in tokens)  # every event has exactly one duration
 
+    def advance(self, token):
+        """Grid steps a token moves time on: only waits do."""
+        return int(token[1:]) if token[0] == "w" else 0
+
     def vocabulary(self, data_dir=None):
         return ([PAD] + [f"p{i}" for i in range(128)] + [f"d{v}" for v in TIME_STEPS]
                 + [f"w{v}" for v in TIME_STEPS])
@@ -131,13 +165,14 @@ class Event:
             return part["notes"] if part else []
         return [n for p in song["parts"] if not p["drum"] for n in p["notes"]]
 
-    def song_tokens(self, song, transpose=0):
-        """Tokens of a song, shifted by its key normalisation plus `transpose` semitones.
+    def song_tokens(self, song, transpose=0, steps=0):
+        """Tokens of a song, shifted by its key normalisation plus `transpose` semitones, then moved by
+        `steps` steps of the C major scale (which A minor shares).
 
         Returns None when the shift would push a note outside MIDI's 0-127.
         """
         shift = self.song_shift(song) + transpose
-        notes = [[n[0], n[1], n[2] + shift] for n in self.song_notes(song)]
+        notes = [[n[0], n[1], diatonic_shift(n[2] + shift, steps)] for n in self.song_notes(song)]
         if any(not 0 <= n[2] <= 127 for n in notes):
             return None
         return self.encode_notes(notes)
@@ -152,16 +187,16 @@ class Event:
         # events that start together
         tokens, now = [], 0
         for (onset, dur), pitches in events:
-            tokens += self._waits(onset - now)
+            tokens += self.waits(onset - now)
             now = onset
             tokens += [f"p{p}" for p in sorted(pitches)] + [f"d{dur}"]
         if events:
             (onset, dur), _ = events[-1]
-            tokens += self._waits(dur)
+            tokens += self.waits(dur)
         return tokens
 
     @staticmethod
-    def _waits(steps):
+    def waits(steps):
         """Wait tokens summing to exactly `steps` (largest first), so onsets never drift."""
         out = []
         while steps > 0:

@@ -6,8 +6,9 @@ from .store import atomic_path
 TICKS_PER_BEAT = 480
 
 
-def notes_to_midi(notes, tempo=120.0, program=0, velocity=80):
-    """notes: [onset, duration, pitch(, velocity)] in quarter notes. One track, one channel."""
+def notes_to_midi(notes, tempo=120.0, program=0, velocity=80, end=None):
+    """notes: [onset, duration, pitch(, velocity)] in quarter notes. One track, one channel.
+    `end` (quarter notes) places the end of the track, so a song of whole bars lasts whole bars."""
     if not 0 <= program <= 127:
         raise ValueError(f"MIDI program must be 0-127, got {program}")
     if tempo <= 0:
@@ -30,7 +31,8 @@ def notes_to_midi(notes, tempo=120.0, program=0, velocity=80):
     for tick, _, kind, pitch, vel in events:
         track.append(mido.Message(kind, note=pitch, velocity=vel, channel=0, time=tick - now))
         now = tick
-    track.append(mido.MetaMessage("end_of_track", time=0))
+    last = round(end * TICKS_PER_BEAT) if end is not None else now
+    track.append(mido.MetaMessage("end_of_track", time=max(0, last - now)))
     midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
     midi.tracks.append(track)
     return midi

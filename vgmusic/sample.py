@@ -1,105 +1,173 @@
-"""Compose: load a model folder, seed it, sample tokens, decode them and write MIDI.
+"""Compose: load a model folder, sample a song phrase by phrase in a form, decode it, write MIDI.
 
-Sampling runs as one compiled TensorFlow loop that carries the network's state
-from token to token. The original called model.predict on the whole 25-token
-window for every token, which costs a full forward pass plus Keras' per-call
-overhead each time (see bench/).
+Composing imports neither TensorFlow nor Keras: `infer.NumpyNet` runs the network from the
+same weights file, and tests prove it gives the Keras model's probabilities. Keras stays
+available as the reference engine (`compose(..., engine="keras")`).
+
+Why a form: trained on a few dozen one-minute songs, no network here learned to return to
+its own material (returns to earlier bars: 0-11% of bars against 38-58% in the songs).
+So the song is built the way these songs are: phrases of whole bars, some of them
+repeats of an earlier phrase (A A' B A': the primed A' replays A and composes a new last
+bar, a different cadence). The network composes every new phrase, and while a phrase is
+replayed it hears it, so what follows continues from it.
 """
 import datetime
+import re
 import sys
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 
 from . import ROOT
+from .checkpoint import read_sidecar, weights_path
 from .config import PredictConfig, build, default_model_dir, parser_for
-from .encode import PAD, Vocab, get_encoding, load_songs
-from .model import build_model, stepper, tf
+from .encode import GRID, MAX_STEP, PAD, get_encoding, load_songs, token_kind
 from .render import piano_roll, write_midi
-from .store import read_json
-from .train import FORMAT, SIDECAR
+
+BEATS_PER_BAR = 4  # the songs are in 4/4 (music21 reads no other metre from most of them)
+BAR = BEATS_PER_BAR * GRID
+# A phrase the network fills with more tokens than this per bar is stuck (e.g. chords without
+# waits): the rest of the phrase is then a rest, so generation always ends.
+MAX_TOKENS_PER_BAR = 96
 
 
-def load_model(folder, which="best"):
-    """The model and its sidecar, checked against each other. Raises with one line naming the file."""
-    folder = Path(folder)
-    if not (folder / SIDECAR).exists():
-        raise FileNotFoundError(f"{folder}: no trained model here (run train.py first)")
-    meta = read_json(folder / SIDECAR, "model sidecar")
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{folder / SIDECAR}: model format {meta.get('format')} is not {FORMAT}; re-train it")
-    weights = folder / f"{which}.weights.h5"
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights}: weights not found (training never finished an epoch?)")
-    vocab = Vocab(meta["vocab"])
-    if vocab.hash != meta["vocab_hash"]:
-        raise ValueError(f"{folder / SIDECAR}: vocabulary does not match its recorded hash")
-    model = build_model(meta["arch"], len(vocab), meta["hparams"])
+def load_model(folder, which="best", engine="numpy"):
+    """(sidecar, vocabulary, stepper factory batch -> stepper), checked against each other."""
+    meta, vocab = read_sidecar(folder)
+    path = weights_path(folder, which)
+    arch, hparams = meta["arch"], meta["hparams"]
+    if engine == "numpy":
+        from .infer import NumpyNet
+        net = NumpyNet(arch, len(vocab), hparams, path)
+        return meta, vocab, net.stepper
+    from .model import build_model, keras_stepper
+    model = build_model(arch, len(vocab), hparams)
     try:
-        model.load_weights(weights)
+        model.load_weights(path)
     except Exception as e:
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{weights}: weights do not fit the vocabulary ({len(vocab)} tokens) and "
-                         f"architecture in {SIDECAR}: {reason}") from None
-    return meta, vocab, model
+        raise ValueError(f"{path}: weights do not fit the vocabulary ({len(vocab)} tokens) and "
+                         f"architecture in the sidecar: {reason}") from None
+    return meta, vocab, lambda batch=1: keras_stepper(arch, model, hparams["window"], batch)
 
 
-def _pick(logits, temperature, top_k, seed):
-    logits = tf.cast(logits, tf.float32)
+def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, banned=()):
+    """One token per row. One uniform draw per row whatever the settings, so a seed repeats a song
+    on either engine. Temperature 0 is the original's argmax."""
+    z = np.array(logits, np.float64)
+    z[:, list(banned)] = -np.inf
+    u = rng.random(len(z))
+    if temperature <= 0:
+        return z.argmax(1)
+    z = z / temperature
     if top_k:
-        kth = tf.math.top_k(logits, k=top_k).values[:, -1:]
-        logits = tf.where(logits < kth, tf.fill(tf.shape(logits), -1e9), logits)
-    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    sampled = tf.random.stateless_categorical(logits / tf.maximum(temperature, 1e-6), 1, seed,
-                                              dtype=tf.int32)[:, 0]
-    return tf.where(temperature > 0, sampled, greedy)
+        kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
+        z[z < kth] = -np.inf
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    if top_p < 1:
+        # nucleus: the smallest set of likeliest tokens whose probability reaches top_p
+        order = np.argsort(-p, axis=1, kind="stable")
+        sorted_p = np.take_along_axis(p, order, 1)
+        drop = np.cumsum(sorted_p, 1) - sorted_p >= top_p
+        np.put_along_axis(p, order, np.where(drop, 0.0, sorted_p), 1)
+        p /= p.sum(1, keepdims=True)
+    return np.minimum((np.cumsum(p, 1) < u[:, None]).sum(1), p.shape[1] - 1)
 
 
-def make_generator(arch, model, window, top_k=0):
-    """A compiled function (seed ids [batch, s], n, temperature, rng pair) -> ids [batch, n]."""
-    start, step = stepper(arch, model, window)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32),
-                                  tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)])
-    def generate(seed_ids, n, temperature, rng):
-        logits, state = start(seed_ids)
-        out = tf.TensorArray(tf.int32, size=n)
-        for i in tf.range(n):
-            token = _pick(logits, temperature, top_k, tf.stack([rng[0], rng[1] + tf.cast(i, tf.int64)]))
-            out = out.write(i, token)
-            logits, state = step(token, state)
-        return tf.transpose(out.stack())
-
-    return generate
+def parse_form(form):
+    """'AA'BA'' -> [('A', False), ('A', True), ('B', False), ('A', True)]; ' varies a repeat's last bar."""
+    if not re.fullmatch(r"(?:[A-Za-z]'?)+", form.replace(" ", "")):
+        raise ValueError(f"--form must be letters, each optionally followed by ' (e.g. \"AA'BA'\"), got {form!r}")
+    return [(m[0].upper(), m[1] == "'") for m in re.findall(r"([A-Za-z])('?)", form)]
 
 
-def generate(arch, model, seed_ids, n, temperature=1.0, top_k=0, rng_seed=0, batch=1, window=None):
-    """Sample `n` token ids after `seed_ids`; returns an array [batch, n]."""
-    window = window or len(seed_ids)
-    # tracing the loop costs more than running it, so keep one compiled generator per model
-    cache = model.__dict__.setdefault("_generators", {})
-    if (top_k, window) not in cache:
-        cache[top_k, window] = make_generator(arch, model, window, top_k)
-    seed = tf.constant(np.tile(np.asarray(seed_ids, np.int32)[None], (batch, 1)))
-    rng = tf.constant([rng_seed % 2**31, 0], dtype=tf.int64)
-    return cache[top_k, window](seed, tf.constant(n), tf.constant(float(temperature)), rng).numpy()
+class Row:
+    """One song being written: where it is in time and in the form, and what it must replay."""
+
+    def __init__(self, enc, vocab, form, phrase_bars, events):
+        self.enc, self.vocab, self.form, self.events = enc, vocab, form, events
+        self.phrase = phrase_bars * BAR
+        self.tokens, self.now, self.section = [], 0, -1
+        self.phrases = {}  # (letter, cycle) -> (tokens, index where its last bar starts)
+        self.forced, self.done = deque(), False
+        self.next_section()
+
+    def next_section(self):
+        self.section += 1
+        self.start, self.end = self.now, self.now + self.phrase
+        letter, vary = self.form[self.section % len(self.form)]
+        self.key = (letter, self.section // len(self.form))  # each pass through the form has new themes
+        self.recording, self.cut, self.count = None, None, 0
+        if self.key in self.phrases:
+            tokens, cut = self.phrases[self.key]
+            self.forced = deque(tokens[:cut] if vary else tokens)
+        else:
+            self.recording = []
+
+    def choose(self, sampled):
+        """The token this row feeds next: a replayed one, or the sample fitted to the phrase's end."""
+        if self.forced:
+            return self.forced.popleft()
+        token = self.vocab.tokens[sampled]
+        self.count += 1
+        if self.count > MAX_TOKENS_PER_BAR * self.phrase // BAR and token_kind(token) != "wait":
+            token = f"w{MAX_STEP}"  # stuck: rest out the phrase (the wait is cut at its end below)
+        step = self.enc.advance(token)
+        if step and self.now + step > self.end:
+            # a wait past the phrase's end is cut at it, so every phrase is whole bars
+            waits = self.enc.waits(self.end - self.now)
+            self.forced.extend(self.vocab.index[w] for w in waits[1:])
+            token = waits[0]
+        return self.vocab.index[token]
+
+    def feed(self, token_id):
+        self.tokens.append(token_id)
+        if self.recording is not None:
+            self.recording.append(token_id)
+        self.now += self.enc.advance(self.vocab.tokens[token_id])
+        if self.recording is not None and self.cut is None and self.now >= self.end - BAR:
+            self.cut = len(self.recording)
+        if self.now >= self.end:
+            if self.recording is not None:
+                self.phrases[self.key] = (self.recording, self.cut or len(self.recording))
+            made = self.enc.events([self.vocab.tokens[t] for t in self.tokens])
+            if made >= self.events and not self.forced:
+                self.done = True
+            else:
+                self.next_section()
 
 
-def padded(tokens, window, vocab):
-    """Tokens with the start-of-song padding the model was trained with in front, if it has any."""
-    return [PAD] * window + list(tokens) if PAD in vocab.index else list(tokens)
+def compose_tokens(make_stepper, enc, vocab, seed_ids, events, rng, temperature=1.0, top_k=0, top_p=1.0,
+                   form="AA'BA'", phrase_bars=4, batch=1):
+    """Token ids of `batch` songs of at least `events` events, each ending on a phrase's (bar's) end."""
+    rows = [Row(enc, vocab, parse_form(form), phrase_bars, events) for _ in range(batch)]
+    stepper = make_stepper(batch)
+    logits = stepper.start(np.tile(np.asarray(seed_ids, np.int64)[None], (batch, 1)))
+    banned = [vocab.index[PAD]] if PAD in vocab.index else []
+    while not all(r.done for r in rows):
+        sampled = pick(logits, rng, temperature, top_k, top_p, banned)
+        feed = np.zeros(batch, np.int64)
+        for i, row in enumerate(rows):
+            if not row.done:
+                feed[i] = row.choose(sampled[i])
+                row.feed(int(feed[i]))
+        logits = stepper.step(feed)
+    return [[vocab.tokens[t] for t in r.tokens] for r in rows], [r.now / GRID for r in rows]
 
 
-def seed_window(songs, enc, vocab, window, rng, where):
-    """A random window of `window` tokens from the songs, as the original seeded (longer songs likelier)."""
-    seqs = [(s, padded(enc.song_tokens(s), window, vocab)) for s in songs]
-    seqs = [(s, t) for s, t in seqs if len(t) > window]
-    if not seqs:
-        raise ValueError(f"{where}: no song longer than the model's window of {window} tokens")
-    weights = np.array([len(t) - window for _, t in seqs], float)
-    song, tokens = seqs[rng.choice(len(seqs), p=weights / weights.sum())]
-    start = int(rng.integers(0, len(tokens) - window))
-    return vocab.ids(tokens[start:start + window], f"{where}: {song['file']}"), song
+def prime_seed(path, enc, vocab, window, arch):
+    """Seed ids from the end of a MIDI file, and the semitones that return a key-normalised song to its key."""
+    from .extract import parse_midi
+    try:
+        song = parse_midi(path)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    known = [t for t in [PAD] * window + enc.song_tokens(song) if t in vocab.index]
+    if len(known) < (1 if arch == "lstm" else window):  # only the LSTM takes any seed length
+        raise ValueError(f"{path}: too few tokens this model knows to fill its window of {window}")
+    return vocab.ids(known[-window:]), enc.song_shift(song), song.get("tempo")
 
 
 def new_generation_path(folder):
@@ -112,39 +180,49 @@ def new_generation_path(folder):
     return path
 
 
-def compose(cfg, game):
+def copy_warning(notes, meta, data_dir):
+    """One line when the song copies the training songs more than held-out human songs do, if they are here."""
+    baseline = meta.get("baselines", {}).get("copied_share")
+    if baseline is None:
+        return None
+    try:
+        songs = load_songs(data_dir, meta["game"])
+    except (OSError, ValueError):
+        return None  # the songs are not on this machine (shipped models): nothing to compare with
+    from .evaluate import originality
+    enc = get_encoding(meta["encoding"])
+    trained = {f for _, f, _ in meta["songs"]["train"]}
+    refs = [enc.song_notes(s) for s in songs if s["file"] in trained]
+    got = originality(notes, refs)
+    if got["copied_share"] > baseline + 0.05:
+        return (f"warning: {got['copied_share']:.0%} of this song's 8-note runs are in the training songs "
+                f"(held-out human songs: {baseline:.0%}); longest verbatim run {got['longest_match']} notes")
+    return None
+
+
+def compose(cfg, game, engine="numpy"):
     folder = Path(cfg.model_dir) if cfg.model_dir else default_model_dir(game)
-    meta, vocab, model = load_model(folder, cfg.which)
+    meta, vocab, make_stepper = load_model(folder, cfg.which, engine)
     enc = get_encoding(meta["encoding"])
     window = meta["hparams"]["window"]
     rng = np.random.default_rng(None if cfg.seed < 0 else cfg.seed)
+    back, tempo = 0, meta.get("tempo")
     if cfg.prime:
-        from .extract import parse_midi
-        try:
-            song = dict(parse_midi(cfg.prime), file=Path(cfg.prime).name)
-        except ValueError as e:
-            raise ValueError(f"{cfg.prime}: {e}") from None
-        known = [t for t in padded(enc.song_tokens(song), window, vocab) if t in vocab.index]
-        if len(known) < (1 if meta["arch"] == "lstm" else window):  # only the LSTM takes any seed length
-            raise ValueError(f"{cfg.prime}: too few tokens this model knows to fill its window of {window}")
-        seed = vocab.ids(known[-window:])
+        seed, back, tempo = prime_seed(cfg.prime, enc, vocab, window, meta["arch"])
+    elif PAD in vocab.index:
+        seed = vocab.ids([PAD] * window)  # the start of a song, as every training song began
     else:
-        data_vocab = Vocab(enc.vocabulary(cfg.data_dir))
-        if data_vocab.hash != meta["vocab_hash"]:
-            raise ValueError(f"{folder}: model was trained on another vocabulary ({len(vocab)} tokens) than "
-                             f"{cfg.data_dir}/vocab.json ({len(data_vocab)}); re-run train.py, or seed with --prime")
-        seed, song = seed_window(load_songs(cfg.data_dir, meta["game"]), enc, vocab, window, rng, cfg.data_dir)
-    ids = generate(meta["arch"], model, seed, cfg.length, cfg.temperature, cfg.top_k,
-                   int(rng.integers(2**31)), window=window)[0]
-    tokens = [vocab.tokens[i] for i in ids]
-    back = enc.song_shift(song)  # a key-normalised model composes in C / A minor: return to the seed's key
-    notes = [[n[0], n[1], n[2] - back] for n in enc.decode(tokens) if 0 <= n[2] - back <= 127]
+        raise ValueError(f"{folder}: this model has no start-of-song token; seed it with --prime FILE.mid")
+    (tokens,), (end,) = compose_tokens(make_stepper, enc, vocab, seed, cfg.length, rng, cfg.temperature,
+                                       cfg.top_k, cfg.top_p, cfg.form, cfg.phrase_bars)
+    # a key-normalised model composes in C major / A minor: a primed song returns to the prime's key
+    notes = [[n[0], min(n[1], end - n[0]), n[2] - back] for n in enc.decode(tokens) if 0 <= n[2] - back <= 127]
     out = Path(cfg.out) if cfg.out else new_generation_path(ROOT / game / "generations")
-    tempo = cfg.tempo or song.get("tempo") or 120.0
-    write_midi(notes, out, tempo=tempo, program=cfg.program)
+    tempo = cfg.tempo or tempo or 120.0
+    write_midi(notes, out, tempo=tempo, program=cfg.program, end=end)
     if cfg.roll:
-        piano_roll(notes, out.with_suffix(".png"), f"{game}: {meta['arch']}, seeded from {song['file']}", tempo)
-    return out, tokens, notes, song["file"]
+        piano_roll(notes, out.with_suffix(".png"), f"{game}: {meta['arch']}, form {cfg.form}", tempo)
+    return out, tokens, notes, meta
 
 
 def main(game=None, argv=None):
@@ -156,9 +234,12 @@ def main(game=None, argv=None):
         parser.error("--game is required")
     cfg = build(PredictConfig, args, game=game)
     try:
-        out, tokens, notes, source = compose(cfg, game)
-    except (ValueError, FileNotFoundError) as e:
+        out, tokens, notes, meta = compose(cfg, game)
+        warning = copy_warning(notes, meta, cfg.data_dir)
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
-    pitches = len({n[2] for n in notes})
-    print(f"wrote {out}: {len(tokens)} tokens, {len(notes)} notes, {pitches} distinct pitches (seeded from {source})")
+    bars = (max((n[0] + n[1] for n in notes), default=0) + BEATS_PER_BAR - 1e-9) // BEATS_PER_BAR
+    print(f"wrote {out}: {len(notes)} notes, {int(bars)} bars, {len({n[2] for n in notes})} distinct pitches")
+    if warning:
+        print(warning, file=sys.stderr)
     return out

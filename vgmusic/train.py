@@ -15,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from .config import TrainConfig, build, default_model_dir, game_overrides, parser_for
-from .encode import PAD, Vocab, flat_windows, get_encoding, load_songs, split_songs
-from .model import ARCH_KEYS, build_model, keras, many_to_many, tf
-from .store import atomic_path, read_json, write_json
+import numpy as np
 
-SIDECAR = "model.json"
-FORMAT = 1  # bump when the sidecar's meaning changes; loading refuses other formats
+from .checkpoint import SIDECAR, WEIGHTS, describe
+from .config import TrainConfig, build, default_model_dir, game_overrides, parser_for
+from .encode import PAD, Vocab, flat_windows, get_encoding, load_songs, split_songs, token_kind
+from .model import build_model, keras, many_to_many, save_compose_weights, tf
+from .store import atomic_path, read_json, write_json
 
 
 def model_dir_of(cfg):
@@ -32,19 +32,23 @@ def prepare(cfg):
     """Encoding, vocabulary, song split and token ids, or a ValueError naming what is missing."""
     enc = get_encoding({"name": cfg.encoding, "parts": cfg.parts, "key_normalize": cfg.key_normalize}
                        if cfg.encoding == "event" else cfg.encoding)
-    if cfg.encoding == "classic" and (cfg.key_normalize or cfg.transpose):
-        raise ValueError("--key-normalize and --transpose need --encoding event (classic chords have no octave)")
+    if cfg.encoding == "classic" and (cfg.key_normalize or cfg.transpose or cfg.diatonic):
+        raise ValueError("--key-normalize, --transpose and --diatonic need --encoding event "
+                         "(classic chords have no octave)")
+    if cfg.diatonic and not cfg.key_normalize:
+        raise ValueError("--diatonic moves songs within C major / A minor: it needs --key-normalize")
     vocab = Vocab(enc.vocabulary(cfg.data_dir))
     songs = load_songs(cfg.data_dir, cfg.game)
     train, val = split_songs(songs, cfg.val_fraction, cfg.val_songs, cfg.split_seed)
 
-    def ids(song, shift=0):
-        tokens = enc.song_tokens(song, shift)
+    def ids(song, shift=0, steps=0):
+        tokens = enc.song_tokens(song, shift, steps)
         return None if tokens is None else vocab.ids(tokens, f"{cfg.data_dir}/{song['source']}.json: {song['file']}")
 
     # augmentation only on training songs: the held-out loss must stay about the songs as written
     train_ids = [i for s in train for shift in range(-cfg.transpose, cfg.transpose + 1)
-                 if (i := ids(s, shift)) is not None and len(i)]
+                 for steps in range(-cfg.diatonic, cfg.diatonic + 1)
+                 if (i := ids(s, shift, steps)) is not None and len(i)]
     val_ids = [i for s in val if (i := ids(s)) is not None and len(i)]
     return enc, vocab, train, val, train_ids, val_ids
 
@@ -88,24 +92,35 @@ class Budget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def describe(cfg, enc, vocab, train, val):
-    """The sidecar: everything needed to rebuild, check and reuse the weights."""
-    return {
-        "format": FORMAT,
-        "game": cfg.game,
-        "encoding": enc.spec(),
-        "arch": cfg.arch,
-        "hparams": {k: getattr(cfg, k) for k in ARCH_KEYS},
-        "training": {k: getattr(cfg, k) for k in ("batch_size", "learning_rate", "patience", "seed", "stride",
-                                                  "transpose", "split_seed", "val_fraction", "max_steps", "budget")},
-        "vocab_hash": vocab.hash,
-        "vocab": vocab.tokens,
-        "songs": {part: [[s["source"], s["file"], s["sha256"]] for s in group]
-                  for part, group in (("train", train), ("val", val))},
-        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "epochs_done": 0, "best_epoch": None, "best_val_loss": None,
-    }
+class KindLoss(keras.callbacks.Callback):
+    """Held-out loss split by what the target token says (pitch, duration, wait).
+
+    The total hid that pitches were picked no better than chance while rhythm was learned,
+    so each kind is logged (and written to history.csv) every epoch.
+    """
+
+    def __init__(self, val_data, vocab):
+        super().__init__()
+        self.val_data = val_data
+        kinds = [token_kind(t) for t in vocab.tokens]
+        self.names = sorted({k for k in kinds if k != "pad"})
+        self.kind_of = np.array([self.names.index(k) if k != "pad" else -1 for k in kinds])
+
+    def on_epoch_end(self, epoch, logs=None):
+        sums, counts = np.zeros(len(self.names)), np.zeros(len(self.names))
+        for x, y in self.val_data:
+            logits = self.model(x, training=False).numpy().astype(np.float64)
+            y = y.numpy()
+            logp = logits - logits.max(-1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+            nll = -np.take_along_axis(logp, y[..., None], -1)[..., 0]
+            kind = self.kind_of[y]
+            keep = kind >= 0
+            np.add.at(sums, kind[keep], nll[keep])
+            np.add.at(counts, kind[keep], 1)
+        for i, name in enumerate(self.names):
+            if counts[i]:
+                logs[f"val_{name}"] = float(sums[i] / counts[i])
 
 
 def check_resumable(old, new, where):
@@ -124,7 +139,7 @@ def read_history(path):
 
 def write_history(path, rows):
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "loss", "val_loss", "seconds"])
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["epoch", "loss", "val_loss", "seconds"])
     w.writeheader()
     w.writerows(rows)
     with atomic_path(path) as tmp:
@@ -156,9 +171,9 @@ def plot_curves(curves, path, title):
 class Checkpointer(keras.callbacks.Callback):
     """Saves last and best weights, the sidecar and the history after every epoch, atomically."""
 
-    def __init__(self, folder, meta, history):
+    def __init__(self, folder, meta, history, progress):
         super().__init__()
-        self.folder, self.meta, self.history = folder, meta, history
+        self.folder, self.meta, self.history, self.progress = folder, meta, history, progress
         self.t0 = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -167,15 +182,20 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         secs = (datetime.datetime.now() - self.t0).total_seconds()
         row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_loss": float(logs["val_loss"]),
-               "seconds": round(secs, 3)}
+               "seconds": round(secs, 3), **{k: round(v, 5) for k, v in logs.items() if k.startswith("val_")
+                                              and k != "val_loss"}}
         self.history.append(row)
-        with atomic_path(self.folder / "last.weights.h5") as tmp:
+        # last keeps the optimizer's moments for --resume; best is what composing loads, weights only
+        with atomic_path(self.folder / WEIGHTS["last"]) as tmp:
             self.model.save_weights(tmp)
         best = self.meta["best_val_loss"]
-        if best is None or row["val_loss"] < best:
-            with atomic_path(self.folder / "best.weights.h5") as tmp:
-                self.model.save_weights(tmp)
+        improved = best is None or row["val_loss"] < best
+        if improved:
+            save_compose_weights(self.model, self.folder / WEIGHTS["best"])
             self.meta.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1)
+        kinds = ", ".join(f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("val_") and k != "val_loss")
+        print(f"epoch {epoch + 1}: loss {row['loss']:.3f}, held-out {row['val_loss']:.3f}"
+              f"{f' ({kinds})' if kinds else ''}{' best' if improved else ''}", file=self.progress, flush=True)
         self.meta["epochs_done"] = epoch + 1
         write_history(self.folder / "history.csv", self.history)
         write_json(self.folder / SIDECAR, self.meta)
@@ -187,7 +207,8 @@ def train(cfg, progress=sys.stdout):
     data, n_windows, val_data, _ = datasets(cfg, vocab, train_ids, val_ids)
     folder = model_dir_of(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = describe(cfg, enc, vocab, train_songs, val_songs)
+    meta = describe(cfg, enc, vocab, train_songs, val_songs,
+                    {"keras": keras.__version__, "tensorflow": tf.__version__})
     model = build_model(cfg.arch, len(vocab), meta["hparams"])
     # start-of-song padding is context, never a target
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
@@ -199,15 +220,16 @@ def train(cfg, progress=sys.stdout):
         old = read_json(folder / SIDECAR, "model sidecar to resume from")
         check_resumable(old, meta, folder)
         model.optimizer.build(model.trainable_variables)  # so Adam's moments load too, not restart at zero
-        model.load_weights(folder / "last.weights.h5")
+        model.load_weights(folder / WEIGHTS["last"])
         history = read_history(folder / "history.csv")[: old["epochs_done"]]
         meta.update({k: old[k] for k in ("created", "epochs_done", "best_epoch", "best_val_loss")})
     print(f"{cfg.game}: {len(train_songs)} training songs ({n_windows} windows"
-          f"{f', transposed +-{cfg.transpose}' if cfg.transpose else ''}), {len(val_songs)} held out "
+          f"{f', transposed +-{cfg.transpose}' if cfg.transpose else ''}"
+          f"{f', moved +-{cfg.diatonic} scale steps' if cfg.diatonic else ''}), {len(val_songs)} held out "
           f"({', '.join(s['file'] for s in val_songs)}); {enc.name} encoding, vocabulary {len(vocab)}; "
           f"{cfg.arch}, {model.count_params():,} parameters -> {folder}", file=progress)
 
-    callbacks = [Checkpointer(folder, meta, history),
+    callbacks = [KindLoss(val_data, vocab), Checkpointer(folder, meta, history, progress),
                  # held-out loss turns up after a few epochs on songs this small: stopping is part of training
                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience)]
     if cfg.budget:
@@ -221,11 +243,57 @@ def train(cfg, progress=sys.stdout):
         print(f"\ninterrupted: best weights (epoch {meta['best_epoch']}) are in {folder}", file=progress)
     if history:
         plot_curves({cfg.arch: history}, folder / "learning_curve.png", f"{cfg.game}: {cfg.arch}, {enc.name}")
+        meta["baselines"] = heldout_baseline(enc, train_songs, val_songs)
+        write_json(folder / SIDECAR, meta)
     if not interrupted and meta["best_epoch"]:
         print(f"best held-out loss {meta['best_val_loss']:.3f} per token at epoch {meta['best_epoch']} "
               f"of {meta['epochs_done']}", file=progress)
     meta["interrupted"] = interrupted
     return meta, history, model
+
+
+def heldout_baseline(enc, train_songs, val_songs):
+    """How much held-out human songs share with the training songs: composing warns above it."""
+    if not hasattr(enc, "song_notes"):
+        return {}
+    from .evaluate import originality
+    refs = [enc.song_notes(s) for s in train_songs]
+    found = [originality(enc.song_notes(s), refs) for s in val_songs]
+    return {"copied_share": round(float(np.mean([f["copied_share"] for f in found])), 4),
+            "longest_match": int(max(f["longest_match"] for f in found))}
+
+
+# The models shipped in the four game folders, retrained by `python -m vgmusic retrain`.
+SHIPPED = ("pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "three_games_combined")
+
+
+def retrain_main(argv=None):
+    """Retrain the shipped models from the songs with the default settings; report each held-out loss."""
+    import argparse
+    parser = argparse.ArgumentParser(description="Retrain the four shipped models (in <game>/weights/) from the "
+                                                 "songs in data/ (run get_midi_songs.py and get_all_notes.py first) "
+                                                 "with the default settings, and report each held-out loss.")
+    parser.add_argument("--games", nargs="*", default=list(SHIPPED), metavar="GAME",
+                        help=f"which of them (default: all of {', '.join(SHIPPED)})")
+    parser.add_argument("--data-dir", default=TrainConfig.data_dir, help="extracted songs (default: data/)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed; the same seed repeats a model (default 0)")
+    args = parser.parse_args(argv)
+    rows = []
+    for game in args.games:
+        cfg = build(TrainConfig, argparse.Namespace(data_dir=args.data_dir, seed=args.seed, verbose=0),
+                    **game_overrides(game), game=game)
+        t0 = time.perf_counter()
+        try:
+            meta, history, _ = train(cfg)
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"error: {e}")
+        if meta["interrupted"]:
+            sys.exit(130)
+        best = history[meta["best_epoch"] - 1]
+        kinds = ", ".join(f"{k[4:]} {v:.3f}" for k, v in best.items() if k.startswith("val_") and k != "val_loss")
+        rows.append(f"{game}: held-out loss {meta['best_val_loss']:.3f} per token ({kinds}) at epoch "
+                    f"{meta['best_epoch']} of {meta['epochs_done']}, {time.perf_counter() - t0:.0f} s")
+    print("\n".join(rows))
 
 
 def main(game=None, argv=None):

@@ -1,0 +1,144 @@
+"""Judge the shipped models by the music they write, beside human songs and earlier approaches.
+
+    python bench/quality.py [--games G ...] [--songs 10] [--baseline LABEL=DIR ...]
+    python bench/quality.py --sweep 1:1 1:0.9 0.8:0.9 ... [--games G ...]
+
+For each game folder: composes --songs songs (seeds 1..N) with the model in <game>/weights at the
+default settings, measures them with vgmusic.evaluate beside the game's held-out and training songs
+and any --baseline folders (DIR may contain {game}), and writes docs/eval/<game>.json/.md/.png
+plus docs/eval/summary.md (every target, every game, every set).
+
+The baselines in docs/eval were written by commit 3a7d2c4 (the previous default and the original
+approach), from a worktree of it:
+    python <game>/train.py --model-dir M --budget 240        then predict with --temperature 1
+    python <game>/train.py --model-dir M --encoding classic --budget 150, then --temperature 0 (argmax)
+each predict seeded 1..10 from a random window of the game's songs, 500 tokens.
+
+--sweep T:P ... instead composes --songs songs per temperature T and top-p P and writes
+docs/eval/sweep.md: the figures the defaults are chosen by.
+"""
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from vgmusic.config import PredictConfig, build  # noqa: E402
+from vgmusic.evaluate import (HELDOUT, TRAIN, evaluate_sets, game_split, melodies, read_folder,  # noqa: E402
+                              read_midi_notes, write_report)
+from vgmusic.sample import compose  # noqa: E402
+from vgmusic.store import atomic_path  # noqa: E402
+from vgmusic.train import SHIPPED  # noqa: E402
+
+OUT = ROOT / "docs" / "eval"
+SHOWN = ("scale_consistency", "return_share", "leap_share", "n_pitches", "polyphony", "copied_share",
+         "longest_match", "loop_share")
+
+
+def compose_set(game, folder, n, **settings):
+    """n songs (seeds 1..n) from the game's model at the default settings plus `settings`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    songs = []
+    for seed in range(1, n + 1):
+        cfg = build(PredictConfig, argparse.Namespace(), out=str(folder / f"seed{seed}.mid"), seed=seed,
+                    data_dir="", **settings)
+        out, _, _, _ = compose(cfg, game)
+        songs.append(read_midi_notes(out))
+    return songs
+
+
+def load_baseline(folder):
+    """A folder of songs written by an earlier approach, and how many of them hold no note at all
+    (the original's argmax often writes nothing but rests)."""
+    files = sorted(Path(folder).glob("*.mid"))
+    empty = sum(not read_midi_notes(f) for f in files)
+    if empty == len(files):
+        return None, empty, len(files)
+    names, songs = read_folder(folder)
+    return songs, empty, len(files)
+
+
+def target_table(results, notes):
+    """Markdown: one row per target, one column per game and set."""
+    lines = ["| game | set | " + " | ".join(t[0] for t in next(iter(results.values()))["targets"]["default"])
+             + " |", "|---" * (2 + len(next(iter(results.values()))["targets"]["default"])) + "|"]
+    for game, result in results.items():
+        for label, rows in result["targets"].items():
+            cells = [f"{v:.3g} {'pass' if ok else 'FAIL'}" if ok is not None else f"{v:.3g}" for _, v, _, ok in rows]
+            lines.append(f"| {game} | {label}{notes.get((game, label), '')} | " + " | ".join(cells) + " |")
+    goals = next(iter(results.values()))["targets"]["default"]
+    lines.append("| | goal | " + " | ".join(g for _, _, g, _ in goals) + " |")
+    return "\n".join(lines)
+
+
+def report(args):
+    results, notes = {}, {}
+    for game in args.games:
+        train, held, _ = game_split(game, args.data_dir)
+        (train_names, train_notes), (held_names, held_notes) = melodies(train), melodies(held)
+        print(f"{game}: composing {args.songs} songs", file=sys.stderr, flush=True)
+        sets = {"default": compose_set(game, ROOT / "runs" / "quality" / game, args.songs)}
+        for spec in args.baseline:
+            label, _, pattern = spec.partition("=")
+            songs, empty, total = load_baseline(pattern.format(game=game))
+            if empty:
+                notes[game, label] = f" ({empty} of {total} songs hold no note)"
+            if songs:
+                sets[label] = songs
+        result = evaluate_sets(sets, train_notes, held_notes, names={TRAIN: train_names, HELDOUT: held_names})
+        result.update(game=game, notes={label: notes.get((game, label), "") for label in sets})
+        write_report(result, OUT / game, f"{game}: the default model against the game's songs")
+        results[game] = result
+    text = ["# The default models against the songs\n",
+            f"`python bench/quality.py` ({args.songs} songs per model, seeds 1..{args.songs}, default settings); "
+            "per-game tables and figures beside this file. The held-out row is the human baseline.\n",
+            target_table(results, notes), ""]
+    with atomic_path(OUT / "summary.md") as tmp:
+        tmp.write_text("\n".join(text))
+    print("\n".join(text))
+
+
+def sweep(args):
+    rows = []
+    for game in args.games:
+        train, held, _ = game_split(game, args.data_dir)
+        train_notes, held_notes = melodies(train)[1], melodies(held)[1]
+        sets = {}
+        for spec in args.sweep:
+            t, p = (float(x) for x in spec.split(":"))
+            with tempfile.TemporaryDirectory() as tmp:
+                sets[f"T={t:g} p={p:g}"] = compose_set(game, Path(tmp), args.songs, temperature=t, top_p=p)
+        result = evaluate_sets(sets, train_notes, held_notes)
+        for label in sets:
+            summary, targets = result["sets"][label]["summary"], result["targets"][label]
+            failed = [name.split()[0] for name, _, _, ok in targets if ok is False]
+            rows.append(f"| {game} | {label} | " + " | ".join(
+                f"{summary[k]['max' if k == 'longest_match' else 'mean']:.3g}" for k in SHOWN)
+                + f" | {summary['rhythm_oa']['mean']:.3g} | {', '.join(failed) or 'none'} |")
+            print(rows[-1], flush=True)
+    text = ["# Sampling settings\n", f"`python bench/quality.py --sweep {' '.join(args.sweep)}`, {args.songs} songs "
+            "per setting (means; longest_match: the maximum).\n",
+            "| game | setting | " + " | ".join(SHOWN) + " | rhythm_oa | targets failed |",
+            "|---" * (len(SHOWN) + 4) + "|", *rows, ""]
+    with atomic_path(OUT / "sweep.md") as tmp:
+        tmp.write_text("\n".join(text))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--games", nargs="+", default=list(SHIPPED), help="game folders (default: the four)")
+    ap.add_argument("--songs", type=int, default=10, help="songs per model or setting (default 10)")
+    ap.add_argument("--data-dir", default=str(ROOT / "data"), help="extracted songs (default: data/)")
+    ap.add_argument("--baseline", nargs="*", default=[], metavar="LABEL=DIR",
+                    help="folders of songs by other approaches; DIR may contain {game}")
+    ap.add_argument("--sweep", nargs="*", default=[], metavar="T:P", help="temperature:top-p settings to compare")
+    args = ap.parse_args()
+    try:
+        sweep(args) if args.sweep else report(args)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
