@@ -12,9 +12,12 @@ def _train_cfg(*flags, game="zelda_ocarina_of_time"):
 
 def test_layers_of_defaults():
     cfg = _train_cfg()
-    assert (cfg.encoding, cfg.arch, cfg.window, cfg.transpose, cfg.max_steps) == ("event", "lstm", 75, 5, 50)
+    assert (cfg.encoding, cfg.arch, cfg.window, cfg.transpose, cfg.max_steps) == ("event", "lstm", 75, 0, 50)
+    assert (cfg.key_normalize, cfg.diatonic) == (True, 2)
+    assert _train_cfg("--no-key-normalize").key_normalize is False  # a default of True can be turned off
     classic = _train_cfg("--encoding", "classic")
-    assert (classic.window, classic.transpose) == (25, 0)  # the original's windows, no transposition
+    # the original's windows, no transposition
+    assert (classic.window, classic.transpose, classic.diatonic, classic.key_normalize) == (25, 0, 0, False)
     tr = _train_cfg("--arch", "transformer")
     assert (tr.window, tr.units, tr.dropout) == (512, 128, 0.1)
     assert _train_cfg("--arch", "transformer", "--window", "256").window == 256  # a flag beats every default

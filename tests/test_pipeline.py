@@ -167,7 +167,7 @@ def test_weights_from_another_vocabulary_are_refused(classic, corpus_data, tmp_p
     from vgmusic.store import tokens_hash
     meta["vocab_hash"] = tokens_hash(meta["vocab"])
     (folder / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(SystemExit, match="weights do not fit the vocabulary"):
+    with pytest.raises(SystemExit, match="best.weights.h5: weights do not fit the lstm network of 35 tokens"):
         _predict(corpus_data, folder, tmp_path / "x.mid")
 
 

@@ -28,8 +28,8 @@ class Classic:
     def song_shift(self, song):
         return 0
 
-    def song_tokens(self, song, transpose=0):
-        if transpose:
+    def song_tokens(self, song, transpose=0, steps=0):
+        if transpose or steps:
             raise ValueError("the classic encoding cannot be transposed (its chords have no octave); "
                              "use --encoding event")
         return song["classic"]

@@ -5,18 +5,23 @@ position (many-to-many): one window gives `window` training targets instead of t
 one. bilstm and attention read the window in both directions, so they can only predict the
 token after it (many-to-one), as the second seed project's models did.
 
-Each architecture also has a stepper for sampling: start(seed ids) -> (logits, state) and
-step(ids, state) -> (logits, state). The LSTM carries its recurrent state; the others keep the
-last `window` tokens as their state and re-run on them.
+Composing runs these networks without TensorFlow (vgmusic.infer reads the weights file Keras
+writes); KerasStepper here runs the Keras layers themselves behind the same interface, the
+reference the NumPy path is tested against.
 """
+from pathlib import Path
+
+import h5py
+import numpy as np
+
 from . import quiet_tensorflow
+from .checkpoint import ARCH_KEYS
+from .store import atomic_path
 
 keras = quiet_tensorflow()
 import tensorflow as tf  # noqa: E402
 
 L = keras.layers
-# Hyper-parameters that define the weights' shapes; a checkpoint stores these and sampling rebuilds from them.
-ARCH_KEYS = ("window", "embed_dim", "units", "layers", "heads", "dense", "dropout")
 
 
 def build_lstm(vocab_size, window, embed_dim, units, layers, heads, dense, dropout):
@@ -97,54 +102,93 @@ def build_transformer(vocab_size, window, embed_dim, units, layers, heads, dense
     return keras.Model(ids, L.Dense(vocab_size, name="logits")(x), name="transformer")
 
 
-def lstm_stepper(model, window):
-    """Carries (h, c) of every layer from token to token: one cell step per generated token."""
-    embed = model.get_layer("embed")
-    cells = [l.cell for l in model.layers if isinstance(l, L.LSTM)]
-    dense, out = model.get_layer("dense"), model.get_layer("logits")
+class KerasStepper:
+    """Sampling state over the Keras layers, run eagerly, behind the interface of vgmusic.infer's steppers:
+    start(seed ids [batch, s]; a 1-D seed serves every row) -> next-token logits [batch, V], and
+    step(ids [batch]) -> the logits after them, all NumPy. It is the reference the NumPy path is tested
+    against, and a fallback; speed is secondary.
 
-    def step(ids, state):
-        x = embed(ids)
-        new = []
-        for i, cell in enumerate(cells):
-            x, (h, c) = cell(x, [state[2 * i], state[2 * i + 1]], training=False)
-            new += [h, c]
-        return out(dense(x)), new
+    The LSTM carries (h, c) of every layer, one cell step per token. The others keep the last `window`
+    tokens and re-run on them (the transformer also reads a shorter context, at positions from 0).
+    """
 
-    def start(seed):
-        state = [tf.zeros((tf.shape(seed)[0], c.units)) for c in cells for _ in range(2)]
-        logits = tf.zeros((tf.shape(seed)[0], out.units))
-        for t in tf.range(tf.shape(seed)[1]):
-            logits, state = step(seed[:, t], state)
-        return logits, state
+    def __init__(self, arch, model, window, batch=1):
+        check_arch(arch)
+        self.arch, self.model, self.window, self.batch = arch, model, int(window), int(batch)
+        if arch == "lstm":
+            self.embed = model.get_layer("embed")
+            self.cells = [layer.cell for layer in model.layers if isinstance(layer, L.LSTM)]
+            self.head = [model.get_layer("dense"), model.get_layer("logits")]
 
-    return start, step
+    def start(self, seed):
+        seed = np.asarray(seed, np.int32)
+        seed = np.tile(seed[None], (self.batch, 1)) if seed.ndim == 1 else seed
+        if seed.ndim != 2 or len(seed) != self.batch or seed.shape[1] < 1:
+            raise ValueError(f"seed must be [batch {self.batch}, tokens], got shape {seed.shape}")
+        if self.arch == "lstm":
+            self.state = [np.zeros((self.batch, c.units), np.float32) for c in self.cells for _ in range(2)]
+            for t in range(seed.shape[1]):
+                logits = self.step(seed[:, t])
+            return logits
+        if not many_to_many(self.arch) and seed.shape[1] < self.window:
+            raise ValueError(f"a {self.arch} network needs a seed of at least {self.window} tokens, "
+                             f"got {seed.shape[1]}")
+        self.buffer = seed[:, -self.window:]
+        return self._window_logits()
+
+    def step(self, ids):
+        ids = np.asarray(ids, np.int32).reshape(self.batch)
+        if self.arch != "lstm":
+            full = self.buffer.shape[1] == self.window
+            self.buffer = np.concatenate([self.buffer[:, 1:] if full else self.buffer, ids[:, None]], 1)
+            return self._window_logits()
+        x, state = self.embed(ids), []
+        for i, cell in enumerate(self.cells):
+            x, (h, c) = cell(x, [self.state[2 * i], self.state[2 * i + 1]], training=False)
+            state += [h, c]
+        self.state = state
+        for layer in self.head:
+            x = layer(x)
+        return np.asarray(x)
+
+    def _window_logits(self):
+        out = np.asarray(self.model(self.buffer, training=False))
+        return out[:, -1] if many_to_many(self.arch) else out
 
 
-def window_stepper(model, window, many_to_many):
-    """Keeps the last `window` tokens and re-runs the network on them, inside the compiled loop."""
-    def logits_of(buffer):
-        out = model(buffer, training=False)
-        return out[:, -1] if many_to_many else out
-
-    def start(seed):
-        # a static length: Flatten in the many-to-one heads cannot size itself from an unknown one
-        buffer = tf.reshape(seed[:, -window:], [-1, window])
-        return logits_of(buffer), buffer
-
-    def step(ids, buffer):
-        buffer = tf.reshape(tf.concat([buffer[:, 1:], ids[:, None]], axis=1), [-1, window])
-        return logits_of(buffer), buffer
-
-    return start, step
+def keras_stepper(arch, model, window, batch=1):
+    return KerasStepper(arch, model, window, batch)
 
 
-# name: (builder, many-to-many targets?, stepper)
+def save_compose_weights(model, path):
+    """Write the network's weights alone, atomically: what composing loads, into a fresh build_model(...)
+    with model.load_weights or into vgmusic.infer.NumpyNet.
+
+    model.save_weights also writes the optimizer's state once the model has trained (Adam's two moments
+    triple the file), which composing never reads; the copy keeps every other group as Keras wrote it.
+    """
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"{path}: weights files must end in .weights.h5")
+    with atomic_path(path) as tmp:
+        full = tmp.with_name(tmp.name[: -len(".weights.h5")] + ".full.weights.h5")
+        try:
+            model.save_weights(full)
+            with h5py.File(full, "r") as src, h5py.File(tmp, "w") as dst:
+                dst.attrs.update(src.attrs)
+                for key in src:
+                    if key != "optimizer":
+                        src.copy(src[key], dst, name=key)
+        finally:
+            full.unlink(missing_ok=True)
+
+
+# name: (builder, many-to-many targets?)
 ARCHS = {
-    "lstm": (build_lstm, True, lstm_stepper),
-    "bilstm": (build_bilstm, False, lambda m, w: window_stepper(m, w, False)),
-    "attention": (build_attention, False, lambda m, w: window_stepper(m, w, False)),
-    "transformer": (build_transformer, True, lambda m, w: window_stepper(m, w, True)),
+    "lstm": (build_lstm, True),
+    "bilstm": (build_bilstm, False),
+    "attention": (build_attention, False),
+    "transformer": (build_transformer, True),
 }
 
 
@@ -161,7 +205,3 @@ def build_model(arch, vocab_size, hparams):
 def many_to_many(arch):
     check_arch(arch)
     return ARCHS[arch][1]
-
-
-def stepper(arch, model, window):
-    return ARCHS[arch][2](model, window)

@@ -11,19 +11,25 @@ repeats of an earlier phrase (A A' B A': the primed A' replays A and composes a 
 bar, a different cadence). The network composes every new phrase, and while a phrase is
 replayed it hears it, so what follows continues from it.
 """
-import datetime
-import re
-import sys
-from collections import deque
-from pathlib import Path
+import os
 
-import numpy as np
+# Batch-1 steps are small matrix-vector products: BLAS threads only add overhead (3-7x the CPU on the
+# window models when cores are busy). Set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from . import ROOT
-from .checkpoint import read_sidecar, weights_path
-from .config import PredictConfig, build, default_model_dir, parser_for
-from .encode import GRID, MAX_STEP, PAD, get_encoding, load_songs, token_kind
-from .render import piano_roll, write_midi
+import datetime  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+from collections import deque  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from . import ROOT  # noqa: E402
+from .checkpoint import read_sidecar, weights_path  # noqa: E402
+from .config import PredictConfig, build, default_model_dir, parser_for  # noqa: E402
+from .encode import GRID, MAX_STEP, PAD, get_encoding, load_songs, token_kind  # noqa: E402
+from .render import piano_roll, write_midi  # noqa: E402
 
 BEATS_PER_BAR = 4  # the songs are in 4/4 (music21 reads no other metre from most of them)
 BAR = BEATS_PER_BAR * GRID

@@ -1,0 +1,177 @@
+"""The NumPy forward pass (vgmusic.infer) against the Keras models it stands in for, on real songs.
+
+Every architecture is built by model.py, trained a few real steps on Bach chorales, saved with
+save_compose_weights, and read back by NumpyNet; its probabilities must equal Keras' own.
+"""
+import math
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from vgmusic.encode import PAD, Event, Vocab, load_songs, windows
+from vgmusic.infer import NumpyNet, erf, gelu, softmax
+from vgmusic.model import build_model, keras, keras_stepper, many_to_many, save_compose_weights
+
+ARCHS = ("lstm", "bilstm", "attention", "transformer")
+# TINY's sizes (conftest.py), with a short window so the bidirectional re-runs stay quick
+HPARAMS = {"window": 16, "embed_dim": 8, "units": 24, "layers": 2, "heads": 4, "dense": 24, "dropout": 0.3}
+TOLERANCE = 1e-5  # on probabilities; float32 rounding differences stay near 1e-7
+ENC = Event()
+VOCAB = Vocab(ENC.vocabulary())
+
+
+def song_ids(songs):
+    return [VOCAB.ids(ENC.song_tokens(s)) for s in songs if ENC.song_tokens(s)]
+
+
+def real_windows(songs, per_song=4):
+    """A few windows of `window` tokens from each song, start-of-song padding included."""
+    rows = []
+    for ids in song_ids(songs):
+        x, _ = windows([ids], HPARAMS["window"], stride=1, pad_id=VOCAB.index[PAD])
+        rows.append(x[np.linspace(0, len(x) - 1, per_song).astype(int)])
+    return np.concatenate(rows)
+
+
+@pytest.fixture(scope="module")
+def chorales(corpus_data):
+    return load_songs(corpus_data, "chorales_a"), load_songs(corpus_data, "chorales_b")
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def trained(request, chorales, tmp_path_factory):
+    """(arch, Keras model, compose weights, full checkpoint) after a few real training steps."""
+    arch = request.param
+    keras.utils.set_random_seed(0)
+    model = build_model(arch, len(VOCAB), HPARAMS)
+    x, y = windows(song_ids(chorales[0]), HPARAMS["window"], stride=2, pad_id=VOCAB.index[PAD])
+    y = y if many_to_many(arch) else y[:, -1]
+    # a high learning rate moves the weights well away from their initial values in a few steps;
+    # eager steps, since tracing a training graph costs more than the six steps themselves
+    model.compile(optimizer=keras.optimizers.Adam(0.02),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
+    model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=6, shuffle=True, verbose=0)
+    folder = tmp_path_factory.mktemp(arch)
+    save_compose_weights(model, folder / "best.weights.h5")
+    model.save_weights(folder / "last.weights.h5")  # with Adam's state, as a training checkpoint
+    return arch, model, folder / "best.weights.h5", folder / "last.weights.h5"
+
+
+def keras_probs(model, ids):
+    return softmax(np.asarray(model(ids, training=False), np.float64))
+
+
+def check_probabilities(trained, ids):
+    arch, model, weights, _ = trained
+    net = NumpyNet(arch, len(VOCAB), HPARAMS, weights)
+    ours, theirs = softmax(net.forward(ids).astype(np.float64)), keras_probs(model, ids)
+    shape = (len(ids), ids.shape[1], len(VOCAB)) if net.causal else (len(ids), len(VOCAB))
+    assert ours.shape == theirs.shape == shape
+    # trained, not uniform: a wrong gate order or scaling would move these probabilities by far more
+    assert theirs.max() > 10 / len(VOCAB)
+    diff = np.abs(ours - theirs).max()
+    print(f"{arch}: max probability difference {diff:.2e} over {ids.shape} windows")
+    assert diff < TOLERANCE
+
+
+def test_forward_equals_keras_on_chorales(trained, chorales):
+    check_probabilities(trained, real_windows(chorales[1]))
+
+
+def test_forward_equals_keras_on_game_songs(trained, shared_songs, tmp_path_factory):
+    games = sorted(p.name for p in shared_songs.iterdir() if p.is_dir())
+    data = ROOT / "data"
+    if not all((data / f"{g}.json").exists() for g in games):
+        from vgmusic.extract import extract
+        data = tmp_path_factory.mktemp("games")
+        extract(shared_songs, data, games, progress=False)
+    check_probabilities(trained, np.concatenate([real_windows(load_songs(data, g), 2) for g in games]))
+
+
+def test_stepper_equals_keras_stepper_and_full_forward(trained, chorales):
+    arch, model, weights, _ = trained
+    net = NumpyNet(arch, len(VOCAB), HPARAMS, weights)
+    w = HPARAMS["window"]
+    song = np.stack([ids[:60] for ids in song_ids(chorales[1])[:2]])  # two rows: a batch
+    # the causal networks start from a short seed (the transformer fills its key/value cache, then
+    # slides past its window); the others need a whole window
+    seed = 5 if net.causal else w
+    ends = range(seed, w + 7)  # context lengths whose next token the steppers predict: 6 past the window
+    ours, theirs = net.stepper(batch=2), keras_stepper(arch, model, w, batch=2)
+    a, b = [ours.start(song[:, :seed])], [theirs.start(song[:, :seed])]
+    for t in ends[:-1]:
+        a.append(ours.step(song[:, t]))
+        b.append(theirs.step(song[:, t]))
+    a, b = softmax(np.stack(a, 1).astype(np.float64)), softmax(np.stack(b, 1).astype(np.float64))
+    # the same positions from the Keras model run on the context each stepper holds there
+    if net.causal:
+        contexts = [song[:, :end] if arch == "lstm" else song[:, max(0, end - w):end] for end in ends]
+        full = np.stack([keras_probs(model, c)[:, -1] for c in contexts], 1)
+    else:  # whole windows alike: one call for them all
+        full = keras_probs(model, np.concatenate([song[:, end - w:end] for end in ends]))
+        full = full.reshape(len(ends), 2, -1).transpose(1, 0, 2)
+    print(f"{arch} stepper: {np.abs(a - b).max():.2e} from Keras' stepper, "
+          f"{np.abs(a - full).max():.2e} from the model")
+    assert np.abs(a - b).max() < TOLERANCE and np.abs(a - full).max() < TOLERANCE
+    assert np.abs(b - full).max() < TOLERANCE
+
+
+def one_line_error(call, *needles):
+    with pytest.raises(ValueError) as e:
+        call()
+    message = str(e.value)
+    assert "\n" not in message and all(n in message for n in needles), message
+
+
+def test_weights_that_do_not_fit_fail_in_one_line(trained, tmp_path):
+    arch, _, weights, _ = trained
+    other = {"lstm": "transformer", "bilstm": "attention", "attention": "bilstm", "transformer": "lstm"}[arch]
+    one_line_error(lambda: NumpyNet(arch, len(VOCAB) + 1, HPARAMS, weights), str(weights), "shape")
+    one_line_error(lambda: NumpyNet(other, len(VOCAB), HPARAMS, weights), str(weights), "do not fit")
+    one_line_error(lambda: NumpyNet(arch, len(VOCAB), dict(HPARAMS, layers=3), weights), str(weights))
+    one_line_error(lambda: NumpyNet(arch, len(VOCAB), dict(HPARAMS, units=32), weights), str(weights), "shape")
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(weights.read_bytes()[:2000])
+    one_line_error(lambda: NumpyNet(arch, len(VOCAB), HPARAMS, broken), str(broken))
+    with pytest.raises(FileNotFoundError, match="missing.weights.h5: weights not found"):
+        NumpyNet(arch, len(VOCAB), HPARAMS, tmp_path / "missing.weights.h5")
+    net = NumpyNet(arch, len(VOCAB), HPARAMS, weights)
+    one_line_error(lambda: net.forward(np.full((1, HPARAMS["window"]), len(VOCAB))), "token ids")
+    if not net.causal:
+        one_line_error(lambda: net.forward(np.zeros((1, 3), np.int64)), "exactly")
+        one_line_error(lambda: net.stepper().start(np.zeros(3, np.int64)), "seed of at least")
+
+
+def test_compose_weights_hold_no_optimizer_and_load_into_keras(trained):
+    arch, model, weights, checkpoint = trained
+    with h5py.File(weights) as f, h5py.File(checkpoint) as g:
+        assert "optimizer" not in f and "optimizer" in g and "layers" in f
+    assert weights.stat().st_size < checkpoint.stat().st_size
+    fresh = build_model(arch, len(VOCAB), HPARAMS)
+    fresh.load_weights(weights)
+    ids = np.random.default_rng(1).integers(0, len(VOCAB), (2, HPARAMS["window"]))
+    np.testing.assert_array_equal(np.asarray(fresh(ids, training=False)), np.asarray(model(ids, training=False)))
+    # a training checkpoint reads the same: its optimizer state is passed over
+    np.testing.assert_array_equal(NumpyNet(arch, len(VOCAB), HPARAMS, checkpoint).forward(ids),
+                                  NumpyNet(arch, len(VOCAB), HPARAMS, weights).forward(ids))
+
+
+def test_erf_and_gelu_are_precise():
+    x = np.concatenate([np.linspace(-9, 9, 20001), [0.0, 1e-8, -1e-8, 30.0, -30.0]])
+    reference = np.array([math.erf(v) for v in x])
+    assert np.abs(erf(x) - reference).max() < 1e-10
+    # what Dense(activation="gelu") computes: the exact form, which the tanh approximation misses by 1e-4
+    x = np.linspace(-8, 8, 4001, dtype=np.float32)
+    np.testing.assert_allclose(gelu(x), np.asarray(keras.activations.gelu(x)), rtol=1e-6, atol=1e-7)
+
+
+def test_importing_infer_loads_no_tensorflow():
+    code = ("import sys, vgmusic.infer; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

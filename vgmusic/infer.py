@@ -1,0 +1,415 @@
+"""Compose without TensorFlow: the networks of model.py as a NumPy forward pass.
+
+Importing TensorFlow costs seconds of CPU before a note is written, while sampling a song costs
+milliseconds. So composing reads the very `.weights.h5` file Keras wrote (with h5py) and runs the
+same layers here, in float32 like Keras. model.py stays the one definition of every network and its
+weights file the one source of truth; tests/test_infer.py proves this file gives the Keras models'
+probabilities, architecture by architecture.
+
+Nothing here may import tensorflow or keras, not even through another vgmusic module.
+"""
+import math
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+from numpy.polynomial import chebyshev
+
+from .checkpoint import ARCH_KEYS as HPARAMS
+
+ARCHS = ("lstm", "bilstm", "attention", "transformer")
+# Keras' LayerNormalization default, which model.py keeps
+LN_EPSILON = np.float32(1e-3)
+# what Keras' masked softmax puts in place of a masked score
+MASKED = np.float32(-1e9)
+
+
+# --- reading Keras' weights file --------------------------------------------------------------------
+
+def _lstm(prefix, inputs, units):
+    # kernel, recurrent kernel, bias: the four gates side by side in Keras' order i, f, c, o
+    return {f"{prefix}vars/0": (inputs, 4 * units), f"{prefix}vars/1": (units, 4 * units),
+            f"{prefix}vars/2": (4 * units,)}
+
+
+def _dense(inputs, outputs, prefix=""):
+    return {f"{prefix}vars/0": (inputs, outputs), f"{prefix}vars/1": (outputs,)}
+
+
+def _attention(dim, heads, key_dim):
+    shapes = {}
+    for proj in ("query", "key", "value"):
+        shapes.update({f"{proj}_dense/vars/0": (dim, heads, key_dim), f"{proj}_dense/vars/1": (heads, key_dim)})
+    return {**shapes, "output_dense/vars/0": (heads, key_dim, dim), "output_dense/vars/1": (dim,)}
+
+
+def _norm(dim):
+    return {"vars/0": (dim,), "vars/1": (dim,)}  # gamma, beta
+
+
+def layout(arch, vocab_size, hp):
+    """What model.build_model(arch, ...) saves, in model.layers order: [(kind, layer name, {path: shape})].
+
+    Keras stores each layer under `layers/<kind>[_<n>]`, kind being the layer's class in snake case and
+    n counting the earlier layers of that class (not under the names model.py gives); it loads by that
+    path, and so does this file.
+    """
+    V, E, u, n, d, h, w = (vocab_size, hp["embed_dim"], hp["units"], hp["layers"], hp["dense"], hp["heads"],
+                           hp["window"])
+    if arch == "lstm":
+        return ([("embedding", "embed", {"vars/0": (V, E)})]
+                + [("lstm", f"lstm_{i}", _lstm("cell/", E if i == 0 else u, u)) for i in range(n)]
+                + [("dense", "dense", _dense(u, d)), ("dense", "logits", _dense(d, V))])
+    if arch == "transformer":
+        out = [("embedding", "embed", {"vars/0": (V, u)}), ("position_embedding", "positions", {"vars/0": (w, u)})]
+        for i in range(n):
+            out += [("layer_normalization", f"norm_a{i}", _norm(u)),
+                    ("multi_head_attention", f"attn_{i}", _attention(u, h, u // h)),
+                    ("layer_normalization", f"norm_b{i}", _norm(u)),
+                    ("dense", f"ff_in_{i}", _dense(u, d)), ("dense", f"ff_out_{i}", _dense(d, u))]
+        return out + [("layer_normalization", "norm_out", _norm(u)), ("dense", "logits", _dense(u, V))]
+    out = [("embedding", "embed", {"vars/0": (V, E)})]
+    for i in range(n):
+        inputs = E if i == 0 else 2 * u
+        out.append(("bidirectional", f"bilstm_{i}",
+                    {**_lstm("forward_layer/cell/", inputs, u), **_lstm("backward_layer/cell/", inputs, u)}))
+    if arch == "attention":
+        out += [("multi_head_attention", "self_attention", _attention(2 * u, h, max(1, 2 * u // h))),
+                ("layer_normalization", "attention_norm", _norm(2 * u))]
+    return out + [("time_distributed", "per_step", _dense(2 * u, d, "layer/")), ("dense", "logits", _dense(w * d, V))]
+
+
+def read_weights(path, arch, vocab_size, hp):
+    """{layer name in model.py: its float32 arrays, in layout() order} from a Keras `.weights.h5`.
+
+    Raises ValueError with one line naming the file when its layout or a shape does not fit the network.
+    Anything beside `layers/` (the optimizer's state of a training checkpoint) is not read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights not found")
+    what = f"the {arch} network of {vocab_size} tokens ({', '.join(f'{k} {hp[k]}' for k in HPARAMS[:-1])})"
+    try:
+        with h5py.File(path, "r") as f:
+            try:
+                return _match(f, layout(arch, vocab_size, hp))
+            except ValueError as e:
+                raise ValueError(f"{path}: weights do not fit {what}: {e}") from None
+    except OSError as e:  # h5py's word for a file that is not HDF5 or was cut short
+        raise ValueError(f"{path}: not a readable weights file ({str(e).splitlines()[0]})") from None
+
+
+def _match(f, expected):
+    layers = f.get("layers")
+    if not isinstance(layers, h5py.Group):
+        raise ValueError("no 'layers' group, so not a Keras 3 weights file")
+    stored, by_kind = {}, {}
+    for key, group in layers.items():
+        datasets = {}
+        if isinstance(group, h5py.Group):
+            group.visititems(lambda name, obj: datasets.update({name: obj})
+                             if isinstance(obj, h5py.Dataset) else None)
+        if datasets:  # dropout, flatten and the input hold none
+            stored[key] = (group, datasets)
+            kind, n = re.fullmatch(r"(.*?)(?:_(\d+))?", key).groups()
+            by_kind.setdefault(kind, []).append((int(n or 0), key))
+    want = {}
+    for kind, name, shapes in expected:
+        want.setdefault(kind, []).append((name, shapes))
+    for kind in sorted(set(by_kind) | set(want)):
+        have, need = len(by_kind.get(kind, ())), len(want.get(kind, ()))
+        if have != need:
+            raise ValueError(f"the file holds {have} '{kind}' layer(s) with weights, the network {need}")
+    out = {}
+    for kind, layers in want.items():
+        for (_, key), (name, shapes) in zip(sorted(by_kind[kind]), layers):
+            group, datasets = stored[key]
+            # Keras records each layer's own name beside its weights: proof the order is the expected one
+            recorded = group["vars"].attrs.get("name") if isinstance(group.get("vars"), h5py.Group) else None
+            recorded = recorded.decode() if isinstance(recorded, bytes) else recorded
+            if recorded is not None and recorded != name:
+                raise ValueError(f"layers/{key} is the layer '{recorded}' where '{name}' belongs")
+            if set(datasets) != set(shapes):
+                raise ValueError(f"layers/{key} holds {sorted(datasets)}, expected {sorted(shapes)}")
+            for sub, shape in shapes.items():
+                if datasets[sub].shape != shape:
+                    raise ValueError(f"layers/{key}/{sub} has shape {datasets[sub].shape}, expected {shape}")
+            out[name] = [np.asarray(datasets[sub][()], np.float32) for sub in shapes]
+    return out
+
+
+# --- the layers ---------------------------------------------------------------------------------------
+
+def softmax(logits, axis=-1):
+    z = logits - logits.max(axis=axis, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
+
+
+def _lstm_cell(z, c):
+    """One step of Keras' LSTMCell from its pre-activations z = x W + h U + b; returns (h, c)."""
+    u = c.shape[-1]
+    # sigmoid of the i, f, o gates in the tanh form, which never overflows (the candidate's slice is unused)
+    s = np.tanh(z * 0.5) * 0.5 + 0.5
+    c = s[:, u:2 * u] * c + s[:, :u] * np.tanh(z[:, 2 * u:3 * u])
+    return s[:, 3 * u:] * np.tanh(c), c
+
+
+def _lstm_sequence(xz, recurrent, reverse=False):
+    """An LSTM over xz = x W + b [B, T, 4u]; returns every step's h [B, T, u] and the final (h, c)."""
+    B, T, _ = xz.shape
+    u = recurrent.shape[0]
+    h, c = np.zeros((B, u), np.float32), np.zeros((B, u), np.float32)
+    out = np.empty((B, T, u), np.float32)
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        h, c = _lstm_cell(xz[:, t] + h @ recurrent, c)
+        out[:, t] = h
+    return out, (h, c)
+
+
+def _layer_norm(x, gamma, beta):
+    mean = x.mean(-1, keepdims=True)
+    centred = x - mean
+    var = np.square(centred).mean(-1, keepdims=True)
+    return centred / np.sqrt(var + LN_EPSILON) * gamma + beta
+
+
+# erf(z) = 1 - exp(-z^2) erfcx(z) for z >= 0, and erfcx (the scaled complementary error function) is
+# smooth there: a Chebyshev interpolant of degree 24 on [0, 5], fitted to math.erfc at import, gives erf
+# to about 1e-12 (tested against math.erf), and beyond 5 it is off by less than erfc(5) = 1.5e-12.
+# A few times faster than math.erf element by element, which the transformer's gelu would spend most on.
+_ERF_TOP = 5.0
+_ERFCX = chebyshev.chebinterpolate(
+    lambda t: np.array([math.erfc(z) * math.exp(z * z) for z in (np.ravel(t) + 1) * _ERF_TOP / 2]), 24)
+
+
+def erf(x):
+    """The error function in float64, vectorised (NumPy has none and scipy is not a dependency)."""
+    a = np.abs(np.asarray(x), dtype=np.float64)
+    t2 = np.minimum(a, _ERF_TOP) * (4 / _ERF_TOP) - 2  # twice the interpolant's variable on [-1, 1]
+    b1, b2 = np.full_like(a, _ERFCX[-1]), 0.0
+    for coef in _ERFCX[-2:0:-1]:  # Clenshaw's recurrence
+        b1, b2 = t2 * b1 - b2 + coef, b1
+    return np.copysign(1 - np.exp(-a * a) * (0.5 * t2 * b1 - b2 + _ERFCX[0]), x)
+
+
+def gelu(x):
+    """Keras 3's gelu (approximate=False): x * Phi(x), with the exact normal CDF."""
+    return (0.5 * x * (1.0 + erf(x * (1 / math.sqrt(2))))).astype(np.float32)
+
+
+class _Attention:
+    """Keras' MultiHeadAttention over one sequence (query = key = value)."""
+
+    def __init__(self, arrays):
+        """arrays: query, key, value kernels [D, H, K] and biases [H, K] in turn, output kernel and bias."""
+        dim, self.heads, self.key_dim = arrays[0].shape
+        # the three projections as one matrix: one product per call instead of three
+        self.qkv = np.concatenate([k.reshape(dim, -1) for k in arrays[0:6:2]], 1)
+        self.qkv_bias = np.concatenate([b.ravel() for b in arrays[1:6:2]])
+        self.out, self.out_bias = arrays[6].reshape(-1, dim), arrays[7]
+        # Keras scales the queries by 1/sqrt(key_dim), rounded to float32, before the dot product
+        self.scale = np.float32(1.0 / math.sqrt(float(self.key_dim)))
+
+    def __call__(self, x, past=None, causal=False, last_only=False):
+        """x [B, T, D] -> ([B, T or 1, D], (keys, values) [B, H, n + T, K]).
+
+        `past` holds the keys and values of n earlier positions (a causal model's cache), which the
+        new positions attend to as well; `last_only` computes the output of the last position alone.
+        """
+        B, T, _ = x.shape
+        H, K = self.heads, self.key_dim
+        q, k, v = (x @ self.qkv + self.qkv_bias).reshape(B, T, 3, H, K).transpose(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = np.concatenate([past[0], k], 2), np.concatenate([past[1], v], 2)
+        if last_only:
+            q = q[:, :, -1:]
+        scores = (q * self.scale) @ k.transpose(0, 1, 3, 2)  # [B, H, Tq, S]
+        Tq, S = scores.shape[2:]
+        if causal and Tq > 1:
+            # query i sits at position S - Tq + i and sees keys up to there
+            allowed = np.arange(S)[None, :] <= np.arange(S - Tq, S)[:, None]
+            scores = np.where(allowed, scores, MASKED)
+        mixed = (softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(B, Tq, H * K)
+        return mixed @ self.out + self.out_bias, (k, v)
+
+
+# --- the networks -------------------------------------------------------------------------------------
+
+def _check_ids(ids, vocab_size, ndim, what):
+    ids = np.asarray(ids)
+    if ids.ndim != ndim or ids.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be a {ndim}-D integer array, got shape {ids.shape} of {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"{what}: token ids must lie in 0..{vocab_size - 1}, got {ids.min()}..{ids.max()}")
+    return ids
+
+
+class NumpyNet:
+    """A network of model.py with the weights Keras saved, run in NumPy (float32, inference: no dropout)."""
+
+    def __init__(self, arch, vocab_size, hparams, weights_path):
+        if arch not in ARCHS:
+            raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+        bad = [k for k in HPARAMS[:-1] if not isinstance(hparams.get(k), int) or hparams[k] < 1]
+        if bad or "dropout" not in hparams:
+            raise ValueError(f"hyper-parameters need {', '.join(HPARAMS)} (positive integers but dropout), "
+                             f"got {hparams}")
+        self.arch, self.vocab_size, self.path = arch, int(vocab_size), Path(weights_path)
+        self.hparams = {k: hparams[k] for k in HPARAMS}
+        self.window = int(hparams["window"])
+        self.causal = arch in ("lstm", "transformer")  # logits at every position, any length up to the window
+        w = read_weights(weights_path, arch, self.vocab_size, self.hparams)
+        n = self.hparams["layers"]
+        (self.embed,), self.logits = w["embed"], w["logits"]
+        if arch == "lstm":
+            self.lstm, self.dense = [w[f"lstm_{i}"] for i in range(n)], w["dense"]
+            # the first layer's input projection of every token: a step starts with a row lookup
+            kernel, _, bias = self.lstm[0]
+            self.token_gates = self.embed @ kernel + bias
+        elif arch == "transformer":
+            (self.positions,), self.norm_out = w["positions"], w["norm_out"]
+            self.blocks = [{"norm_a": w[f"norm_a{i}"], "attn": _Attention(w[f"attn_{i}"]), "norm_b": w[f"norm_b{i}"],
+                            "ff_in": w[f"ff_in_{i}"], "ff_out": w[f"ff_out_{i}"]} for i in range(n)]
+        else:
+            self.bilstm = [(w[f"bilstm_{i}"][:3], w[f"bilstm_{i}"][3:]) for i in range(n)]  # forward, backward
+            self.attention = _Attention(w["self_attention"]) if arch == "attention" else None
+            self.norm = w.get("attention_norm")
+            self.per_step = w["per_step"]
+
+    def forward(self, ids):
+        """Logits of ids [B, T]: [B, T, V] for the causal lstm and transformer, [B, V] for the others."""
+        ids = _check_ids(ids, self.vocab_size, 2, "ids")
+        T = ids.shape[1]
+        if self.arch == "lstm":
+            return self._lstm_head(self._lstm_run(ids)[0])
+        if self.arch == "transformer":
+            if not 1 <= T <= self.window:
+                raise ValueError(f"a transformer reads 1 to {self.window} tokens (its positions), got {T}")
+            return self._transformer(ids)[0]
+        if T != self.window:
+            raise ValueError(f"a {self.arch} network reads exactly {self.window} tokens, got {T}")
+        return self._bidirectional(ids)
+
+    def stepper(self, batch=1):
+        """Sampling state for `batch` sequences: start(seed ids [batch, s]) and step(ids [batch]) -> logits."""
+        return (LstmStepper if self.arch == "lstm" else WindowStepper)(self, batch)
+
+    # lstm
+    def _lstm_run(self, ids):
+        """The LSTM layers over ids [B, T]: the top layer's h at every step and each layer's final (h, c)."""
+        x, states = None, []
+        for i, (kernel, recurrent, bias) in enumerate(self.lstm):
+            xz = self.token_gates[ids] if i == 0 else x @ kernel + bias
+            x, state = _lstm_sequence(xz, recurrent)
+            states.append(state)
+        return x, states
+
+    def _lstm_head(self, h):
+        d = np.maximum(h @ self.dense[0] + self.dense[1], 0)
+        return d @ self.logits[0] + self.logits[1]
+
+    # bilstm, attention
+    def _bidirectional(self, ids):
+        x = self.embed[ids]
+        for forward, backward in self.bilstm:
+            # Bidirectional: the backward LSTM reads the window reversed, its outputs are put back in order
+            ahead = _lstm_sequence(x @ forward[0] + forward[2], forward[1])[0]
+            behind = _lstm_sequence(x @ backward[0] + backward[2], backward[1], reverse=True)[0]
+            x = np.concatenate([ahead, behind], -1)
+        if self.attention:
+            x = _layer_norm(x + self.attention(x)[0], *self.norm)
+        x = np.maximum(x @ self.per_step[0] + self.per_step[1], 0)
+        return x.reshape(len(x), -1) @ self.logits[0] + self.logits[1]
+
+    # transformer
+    def _transformer(self, ids, past=None, last_only=False):
+        """Logits of ids [B, T] placed after the positions whose keys and values `past` holds (one
+        (keys, values) per block), and the updated cache. `last_only`: the last position's logits alone."""
+        start = 0 if past is None else past[0][0].shape[2]
+        x = self.embed[ids] + self.positions[start:start + ids.shape[1]]
+        cache = []
+        for i, b in enumerate(self.blocks):
+            # every block needs every position's keys and values, the last block only the last query
+            last = last_only and i == len(self.blocks) - 1
+            h, kv = b["attn"](_layer_norm(x, *b["norm_a"]), None if past is None else past[i], True, last)
+            cache.append(kv)
+            x = (x[:, -1:] if last else x) + h
+            h = gelu(_layer_norm(x, *b["norm_b"]) @ b["ff_in"][0] + b["ff_in"][1])
+            x = x + (h @ b["ff_out"][0] + b["ff_out"][1])
+        x = _layer_norm(x, *self.norm_out)
+        return x @ self.logits[0] + self.logits[1], cache
+
+
+# --- sampling state -----------------------------------------------------------------------------------
+
+class _Stepper:
+    """start(seed ids [batch, s]; a 1-D seed serves every row) -> next-token logits [batch, V];
+    step(ids [batch]) feeds one token per row -> the logits after it."""
+
+    def __init__(self, net, batch):
+        if int(batch) < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        self.net, self.batch = net, int(batch)
+
+    def _seed(self, seed, least=1):
+        seed = np.asarray(seed)
+        if seed.ndim == 1:
+            seed = np.tile(seed[None], (self.batch, 1))
+        seed = _check_ids(seed, self.net.vocab_size, 2, "seed")
+        if len(seed) != self.batch:
+            raise ValueError(f"seed has {len(seed)} rows for a batch of {self.batch}")
+        if seed.shape[1] < least:
+            raise ValueError(f"a {self.net.arch} network needs a seed of at least {least} tokens, "
+                             f"got {seed.shape[1]}")
+        return seed
+
+    def _ids(self, ids):
+        ids = _check_ids(np.reshape(ids, -1), self.net.vocab_size, 1, "ids")
+        if len(ids) != self.batch:
+            raise ValueError(f"step got {len(ids)} ids for a batch of {self.batch}")
+        return ids
+
+
+class LstmStepper(_Stepper):
+    """Carries every layer's (h, c) from token to token: one cell step per token, any seed length."""
+
+    def start(self, seed):
+        h, self.states = self.net._lstm_run(self._seed(seed))
+        return self.net._lstm_head(h[:, -1])
+
+    def step(self, ids):
+        net = self.net
+        x = net.token_gates[self._ids(ids)]
+        for i, (kernel, recurrent, bias) in enumerate(net.lstm):
+            h, c = self.states[i]
+            z = x + h @ recurrent if i == 0 else x @ kernel + bias + h @ recurrent
+            x, c = _lstm_cell(z, c)
+            self.states[i] = (x, c)
+        return net._lstm_head(x)
+
+
+class WindowStepper(_Stepper):
+    """The other networks read at most `window` tokens (bilstm and attention exactly that many): keep the
+    last ones and re-run on them. While a transformer's context is shorter than its window, each token
+    is one position more and attends to the cached keys and values instead; once the window slides,
+    every learned position shifts, so the whole window is re-run, as the Keras model would be."""
+
+    def start(self, seed):
+        net = self.net
+        self.buffer = self._seed(seed, 1 if net.causal else net.window)[:, -net.window:]
+        return self._logits(self.buffer)
+
+    def step(self, ids):
+        ids = self._ids(ids)[:, None]
+        full = self.buffer.shape[1] == self.net.window
+        self.buffer = np.concatenate([self.buffer[:, 1:] if full else self.buffer, ids], 1)
+        return self._logits(self.buffer) if full else self._logits(ids, self.cache)
+
+    def _logits(self, ids, past=None):
+        if self.net.arch != "transformer":
+            return self.net._bidirectional(ids)
+        logits, self.cache = self.net._transformer(ids, past, last_only=True)
+        return logits[:, -1]
