@@ -1,36 +1,51 @@
 """Benchmark our pipeline against the original way, in one run on one machine.
 
-    python bench/run.py [--songs-dir ../shared/midi_songs] [--budget 180]
+    python bench/run.py [--songs-dir ../shared/midi_songs] [--budget 150] [--out bench/results]
 
-(a) generating 500 tokens: our compiled state-carrying loop vs model.predict on the 25-token window per token,
-    on the same trained model;
+(a) sampling 500 tokens from the same trained LSTM: our NumPy stepper (vgmusic.infer, state carried
+    from token to token) and the Keras layers run eagerly, against model.predict on the 25-token window
+    per token, the original's loop; the two steppers must draw the same tokens from the same seed.
+    The same for the default Transformer (512-token window): NumPy stepper against predict per token;
 (b) training on Pokemon, ours vs the original network and inputs (id / vocabulary size as a float, one
     output per window, RMSprop), same held-out songs, same wall-clock budget: held-out loss per token
     (predicting each token from the 25 before it) against training seconds, plus a bigram count model;
-(c) extracting the 46 songs cold, then again from the cache (wall time of get_all_notes.py).
-Writes bench/results/results.md, results.json and loss_vs_time.png.
+(c) extracting the 46 songs cold, then again from the cache (wall time of get_all_notes.py);
+(d) composing a 500-event song: the CPU time of a whole cold `predict.py` process with the shipped
+    Pokemon model, against a process that only imports TensorFlow and Keras (what any TensorFlow
+    composer pays first), interleaved, and whether predict.py ever imports TensorFlow.
+Writes results.md, results.json and loss_vs_time.png into --out.
 """
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# (d) times child processes as a user runs them: in the environment we started in, before the imports
+# below add their own settings to it
+CHILD_ENV = dict(os.environ)
+# Composing sets this for its batch-1 steps (see vgmusic/sample.py); the in-process steppers get the same.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from vgmusic.config import ARCH_DEFAULTS  # noqa: E402
 from vgmusic.encode import Vocab, get_encoding, load_songs, split_songs, windows  # noqa: E402
-from vgmusic.model import build_model, keras, tf  # noqa: E402
-from vgmusic.sample import generate  # noqa: E402
-from vgmusic.train import plot_curves  # noqa: E402
+from vgmusic.infer import NumpyNet  # noqa: E402
+from vgmusic.model import build_model, keras, keras_stepper, save_compose_weights, tf  # noqa: E402
+from vgmusic.sample import pick  # noqa: E402
+from vgmusic.store import atomic_path  # noqa: E402
 
 GAME = "pokemon_red_blue_yellow"
 HELD_OUT = ["Bicycle Ride_edited.mid", "Pallet Town_edited.mid"]
 OURS = dict(window=25, embed_dim=64, units=256, layers=2, heads=4, dense=256, dropout=0.3)
+TF_ONLY = "import tensorflow, keras"
 
 
 def extraction(songs_dir, data_dir):
@@ -94,38 +109,170 @@ def copied_share(generated, train_ids, n=8):
     return float(np.mean([r in grams for r in runs]))
 
 
-def generation(arch, model, seed_ids, n=500, reps=3):
-    """Our compiled loop (first call includes tracing) against model.predict on the window per token."""
-    w = len(seed_ids)
-    first = time.perf_counter()
-    generate(arch, model, seed_ids, n, 1.0, rng_seed=0, window=w)
-    first = time.perf_counter() - first
-    ours = []
+# --- (a) sampling -------------------------------------------------------------------------------------
+
+def sample_with(stepper, seed_ids, n, rng_seed):
+    """n tokens from a stepper, plain sampling at temperature 1 (sample.pick, as composing draws)."""
+    rng = np.random.default_rng(rng_seed)
+    logits, out = stepper.start(np.asarray(seed_ids)[None]), []
+    for _ in range(n):
+        token = pick(logits, rng)
+        out.append(int(token[0]))
+        logits = stepper.step(token)
+    return out
+
+
+def timed(fn, reps):
+    """Median seconds of `reps` calls (the call with rng seed r), and the first call's result."""
+    times, first = [], None
     for r in range(reps):
         t = time.perf_counter()
-        generate(arch, model, seed_ids, n, 1.0, rng_seed=r, window=w)
-        ours.append(time.perf_counter() - t)
+        got = fn(r)
+        times.append(time.perf_counter() - t)
+        first = got if first is None else first
+    return float(np.median(times)), first
+
+
+def predict_per_token(model, seed_ids, n, rng_seed):
+    """The original's loop: model.predict on the last `window` tokens for every token."""
+    w, window = len(seed_ids), list(seed_ids)
+    rng = np.random.default_rng(rng_seed)
+    for _ in range(n):
+        logits = model.predict(np.array([window[-w:]], np.int32), verbose=0)[:, -1]
+        window.append(int(pick(logits, rng)[0]))
+    return window[w:]
+
+
+def numpy_net(arch, model, vocab_size, hp, folder):
+    """The Keras model's weights as composing reads them, loaded into NumPy; (net, load seconds)."""
+    path = Path(folder) / f"{arch}.weights.h5"
+    save_compose_weights(model, path)
     t = time.perf_counter()
-    window = list(seed_ids)
-    rng = np.random.default_rng(0)
-    for _ in range(n):  # the original's loop
-        logits = model.predict(np.array([window[-w:]], np.int32), verbose=0)[0, -1]
-        p = np.exp(logits - logits.max())
-        window.append(int(rng.choice(len(p), p=p / p.sum())))
-    return {"ours_first_call_s": first, "ours_s": float(np.median(ours)), "original_way_s": time.perf_counter() - t}
+    net = NumpyNet(arch, vocab_size, hp, path)
+    return net, time.perf_counter() - t
+
+
+def generation(model, vocab_size, seed_ids, args, folder):
+    """The trained LSTM: NumPy stepper and Keras eager stepper against predict per token."""
+    net, load_s = numpy_net("lstm", model, vocab_size, OURS, folder)
+    n, w = args.tokens, len(seed_ids)
+    numpy_s, numpy_tokens = timed(lambda r: sample_with(net.stepper(1), seed_ids, n, r), args.reps)
+    keras_s, keras_tokens = timed(lambda r: sample_with(keras_stepper("lstm", model, w, 1), seed_ids, n, r),
+                                  args.keras_reps)
+    same = sum(a == b for a, b in zip(numpy_tokens, keras_tokens))
+    differ = next((i for i, (a, b) in enumerate(zip(numpy_tokens, keras_tokens)) if a != b), None)
+    print(f"  NumPy and Keras steppers, same seed: {same} of {n} tokens equal"
+          + ("" if differ is None else f" (first difference at token {differ})"), flush=True)
+    original_s, _ = timed(lambda r: predict_per_token(model, seed_ids, n, r), args.original_reps)
+    return {"tokens": n, "reps": args.reps, "keras_reps": args.keras_reps, "original_reps": args.original_reps,
+            "numpy_load_s": load_s, "numpy_s": numpy_s, "keras_eager_s": keras_s, "same_tokens": same,
+            "first_difference": differ, "original_way_s": original_s}, numpy_tokens
+
+
+def generation_transformer(args, folder):
+    """Default Transformer hyper-parameters, fresh weights (speed does not depend on training).
+
+    Seeded with a full window, as composing seeds it (a window of start-of-song pads): the window
+    slides from the first token on, so every token is an exact re-run of the window in NumPy too.
+    From a 1-token seed the 500 tokens stay inside the window and each one is a cached step."""
+    hp = {**OURS, **{k: val for k, val in ARCH_DEFAULTS["transformer"].items() if k in OURS}}
+    v, n = 191, args.tokens
+    model = build_model("transformer", v, hp)
+    net, load_s = numpy_net("transformer", model, v, hp, folder)
+    seed = np.arange(hp["window"]) % v
+    reps = args.transformer_reps
+    numpy_s, _ = timed(lambda r: sample_with(net.stepper(1), seed, n, r), reps)
+    cached_s, _ = timed(lambda r: sample_with(net.stepper(1), seed[:1], min(n, hp["window"] - 1), r), reps)
+    return {"window": hp["window"], "tokens": n, "reps": reps, "numpy_load_s": load_s, "numpy_s": numpy_s,
+            "numpy_cached_s": cached_s,
+            "original_way_s": timed(lambda r: predict_per_token(model, seed, n, r), args.original_reps)[0]}
+
+
+# --- (d) a whole composing process ----------------------------------------------------------------------
+
+def child(cmd):
+    """(CPU seconds user + sys, wall seconds, completed process) of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=CHILD_ENV, cwd=ROOT)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"error: {' '.join(cmd)} failed ({done.returncode}): {last}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall, done
+
+
+def imported_modules(importtime_stderr):
+    """Top-level module names a `python -X importtime` run imported."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line and not line.rstrip().endswith("imported package"):
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+def compose_process(args, tmp):
+    """Interleaved cold processes: predict.py writing a song, and `import tensorflow, keras` alone."""
+    tmp = Path(tmp)
+    model_dir, shipped = [], (ROOT / GAME / "weights" / "model.json").exists()
+    if not shipped:  # a checkout before any training: a small model of the same shape composes as fast
+        print("  no shipped model: training a small one", flush=True)
+        subprocess.run([sys.executable, str(ROOT / GAME / "train.py"), "--model-dir", str(tmp / "model"),
+                        "--max-steps", "5", "--epochs", "1", "--verbose", "0"], check=True, capture_output=True)
+        model_dir = ["--model-dir", str(tmp / "model")]
+    empty = tmp / "no_data"  # no songs to check copying against, as on a user's machine with a shipped model
+    empty.mkdir()
+    predict = [sys.executable, str(ROOT / GAME / "predict.py"), "--out", str(tmp / "song.mid"),
+               "--seed", str(args.predict_seed), "--length", str(args.events), "--data-dir", str(empty), *model_dir]
+    tf_only = [sys.executable, "-c", TF_ONLY]
+    # untimed first runs: both read from disk into the page cache, and the list of what predict.py imports
+    _, _, done = child([sys.executable, "-X", "importtime", *predict[1:]])
+    modules = imported_modules(done.stderr)
+    child(tf_only)
+    runs, wrote = {"predict": [], "tf_only": []}, ""
+    for i in range(args.process_runs):  # A B A B: a change in the machine's load hits both alike
+        for name, cmd in (("predict", predict), ("tf_only", tf_only)):
+            cpu, wall, done = child(cmd)
+            runs[name].append({"cpu_s": cpu, "wall_s": wall})
+            print(f"  {name:8s} run {i + 1}: {cpu:5.2f} s CPU, {wall:5.2f} s wall", flush=True)
+            if name == "predict":
+                wrote = done.stdout.strip()
+    med = {name: {k: float(np.median([r[k] for r in rows])) for k in ("cpu_s", "wall_s")}
+           for name, rows in runs.items()}
+    return {"model": "shipped" if shipped else "small, trained for this run", "events": args.events,
+            "seed": args.predict_seed, "wrote": wrote.replace(str(tmp), "TMP"), "runs": runs, "median": med,
+            "cpu_ratio": med["predict"]["cpu_s"] / med["tf_only"]["cpu_s"],
+            "imports_tensorflow": bool(modules & {"tensorflow", "keras", "tf_keras"}),
+            "modules_imported": len(modules)}
+
+
+class HelpFormat(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and every flag's default in --help."""
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormat)
     ap.add_argument("--songs-dir", default=str(ROOT.parent / "shared" / "midi_songs"),
                     help="folder of the 46 songs, one sub-folder per game")
-    ap.add_argument("--budget", type=float, default=150, help="training seconds per model in (b)")
+    ap.add_argument("--budget", type=float, default=150, help="(b) training seconds per model")
+    ap.add_argument("--tokens", type=int, default=500, help="(a) tokens sampled per run, as the original wrote")
+    ap.add_argument("--reps", type=int, default=5, help="(a) runs of the LSTM NumPy stepper; medians are reported")
+    ap.add_argument("--keras-reps", type=int, default=3, help="(a) runs of the Keras eager LSTM stepper")
+    ap.add_argument("--transformer-reps", type=int, default=3,
+                    help="(a) runs of each Transformer NumPy stepper (the slowest part of (a))")
+    ap.add_argument("--original-reps", type=int, default=1,
+                    help="(a) runs of each predict-per-token loop (tens of seconds each)")
+    ap.add_argument("--events", type=int, default=500, help="(d) events of the song predict.py writes (its default)")
+    ap.add_argument("--process-runs", type=int, default=5, help="(d) timed runs of each process, interleaved")
+    ap.add_argument("--predict-seed", type=int, default=1, help="(d) predict.py --seed: every run writes one song")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where results go")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
-    results = {"machine": {"cpus": __import__("os").cpu_count(), "tensorflow": tf.__version__}}
+    results = {"machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "numpy": np.__version__}}
 
     with tempfile.TemporaryDirectory() as data:
         print("(c) extraction", flush=True)
@@ -165,21 +312,22 @@ def main():
         "ours": {"best": min(r["val_loss"] for r in ours_rows), "epochs": len(ours_rows), "rows": ours_rows},
         "original": {"best": min(r["val_loss"] for r in orig_rows), "epochs": len(orig_rows), "rows": orig_rows},
     }
-    print("(a) generation", flush=True)
-    seed = x[0]
-    results["generation"] = generation("lstm", ours, seed)
-    sampled = generate("lstm", ours, seed, 500, 1.0, rng_seed=1)[0]
-    results["generation"]["ours_copied_8gram_share"] = copied_share(list(sampled), [list(i) for i in tr_ids])
-    # the transformer re-runs its whole window per token either way: compiled loop against predict per token
-    hp = {**OURS, **{k: val for k, val in ARCH_DEFAULTS["transformer"].items() if k in OURS}}
-    tr = build_model("transformer", 191, hp)
-    results["generation_transformer"] = dict(generation("transformer", tr, np.arange(hp["window"]) % 191),
-                                             window=hp["window"])
+    with tempfile.TemporaryDirectory() as tmp:
+        print("(a) generation, LSTM", flush=True)
+        results["generation"], sampled = generation(ours, v, x[0], args, tmp)
+        results["generation"]["ours_copied_8gram_share"] = copied_share(sampled, [list(i) for i in tr_ids])
+        print("(a) generation, transformer", flush=True)
+        results["generation_transformer"] = generation_transformer(args, tmp)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("(d) a whole predict.py process against importing TensorFlow", flush=True)
+        results["compose_process"] = compose_process(args, tmp)
 
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    with atomic_path(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=1))
     plot_vs_time(ours_rows, orig_rows, results["training"]["bigram_nll"], out / "loss_vs_time.png")
     report = render(results)
-    (out / "results.md").write_text(report)
+    with atomic_path(out / "results.md") as tmp:
+        tmp.write_text(report)
     print(report)
 
 
@@ -192,26 +340,36 @@ def plot_vs_time(ours, orig, bigram, path):
                            (orig, "original (id/vocab input, one target, RMSprop)", "C3")):
         ax.plot([r["seconds"] for r in rows], [r["val_loss"] for r in rows], "o-", ms=3, color=c, label=label)
     ax.axhline(bigram, color="grey", ls=":", label="bigram counts")
-    ax.set_xlabel("training seconds (2-core CPU)")
+    ax.set_xlabel(f"training seconds ({os.cpu_count()}-core CPU)")
     ax.set_ylabel("held-out loss per token (nats)")
     ax.set_title("Pokemon, Bicycle Ride + Pallet Town held out")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
 
 
 def render(r):
-    g, t, e, gt = r["generation"], r["training"], r["extraction"], r["generation_transformer"]
+    g, t, e, gt, p = (r["generation"], r["training"], r["extraction"], r["generation_transformer"],
+                      r["compose_process"])
     ob = min(t["original"]["rows"], key=lambda row: row["val_loss"])
     wb = min(t["ours"]["rows"], key=lambda row: row["val_loss"])
+    pm, tm = p["median"]["predict"], p["median"]["tf_only"]
+    agree = ("the same tokens" if g["first_difference"] is None else
+             f"{g['same_tokens']} of {g['tokens']} tokens the same (first difference at token {g['first_difference']})")
     return "\n".join([
-        f"# Benchmark ({r['machine']['cpus']} CPUs, TensorFlow {r['machine']['tensorflow']})", "",
+        f"# Benchmark ({r['machine']['cpus']} CPUs, TensorFlow {r['machine']['tensorflow']}, "
+        f"NumPy {r['machine']['numpy']})", "",
         "| measure | ours | original way |", "|---|---|---|",
-        f"| generate 500 tokens (s) | {g['ours_s']:.3f} (first call, with tracing: {g['ours_first_call_s']:.2f}) "
+        f"| compose a {p['events']}-event song: a whole `predict.py` process, CPU s (wall s) "
+        f"| {pm['cpu_s']:.2f} ({pm['wall_s']:.2f}) | `{TF_ONLY}` alone: {tm['cpu_s']:.2f} ({tm['wall_s']:.2f}) |",
+        f"| ratio of CPU medians (target <= 0.15) | {p['cpu_ratio']:.3f} | |",
+        f"| LSTM, {g['tokens']} tokens (s) | {g['numpy_s']:.3f} NumPy (Keras eager: {g['keras_eager_s']:.2f}) "
         f"| {g['original_way_s']:.1f} |",
-        f"| transformer ({gt['window']}-token window), 500 tokens (s) | {gt['ours_s']:.2f} "
-        f"(first call: {gt['ours_first_call_s']:.2f}) | {gt['original_way_s']:.1f} |",
+        f"| Transformer ({gt['window']}-token window), {gt['tokens']} tokens (s) | {gt['numpy_s']:.2f} NumPy "
+        f"(from a 1-token seed, cached: {gt['numpy_cached_s']:.2f}) | {gt['original_way_s']:.1f} |",
         f"| best held-out loss per token (nats), {t['budget_s']:.0f} s budget | {wb['val_loss']:.3f} "
         f"(epoch {wb['epoch']}, {wb['seconds']:.0f} s) | {ob['val_loss']:.3f} (epoch {ob['epoch']}, "
         f"{ob['seconds']:.0f} s) |",
@@ -219,9 +377,17 @@ def render(r):
         f"| {t['original']['rows'][-1]['val_loss']:.3f} |",
         f"| bigram count model, held-out loss | {t['bigram_nll']:.3f} | |",
         f"| extract 46 songs cold / from cache (s) | {e['cold_s']:.2f} / {e['cached_s']:.2f} | |",
-        f"| 8-token runs of a 500-token sample copied from training songs | "
+        f"| 8-token runs of a {g['tokens']}-token sample copied from training songs | "
         f"{100 * g['ours_copied_8gram_share']:.0f}% | |", "",
-        f"{t['train_windows']} training windows, {t['held_out_windows']} held-out windows.", ""])
+        f"Composing: medians of {len(p['runs']['predict'])} cold processes each, interleaved, with the "
+        f"{p['model']} Pokemon model, `--seed {p['seed']}` ({p['wrote']}); CPU is user + sys. "
+        f"predict.py imported {p['modules_imported']} top-level modules, "
+        f"{'TensorFlow among them' if p['imports_tensorflow'] else 'neither TensorFlow nor Keras'}.",
+        f"Sampling: medians of {g['reps']} runs (Transformer {gt['reps']}, predict per token {g['original_reps']}); "
+        f"the NumPy and Keras steppers drew {agree} from the same seed. "
+        f"Loading the LSTM's weights into NumPy took {g['numpy_load_s']:.3f} s, the Transformer's "
+        f"{gt['numpy_load_s']:.3f} s.",
+        f"Training: {t['train_windows']} training windows, {t['held_out_windows']} held-out windows.", ""])
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ class NoUsableSongs(ValueError):
 
 
 def midi_files(folder):
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+    # dot files are temporaries of interrupted writes (store.atomic_path), never songs
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix.lower() in MIDI_SUFFIXES and p.is_file() and not p.name.startswith("."))
 
 
 def classic_token(element):
