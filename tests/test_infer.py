@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ROOT
 from vgmusic.encode import PAD, Event, Vocab, load_songs, windows
+from vgmusic import infer
 from vgmusic.infer import NumpyNet, erf, gelu, softmax
 from vgmusic.model import build_model, keras, keras_stepper, many_to_many, save_compose_weights
 
@@ -161,12 +162,41 @@ def test_compose_weights_hold_no_optimizer_and_load_into_keras(trained):
 
 
 def test_erf_and_gelu_are_precise():
-    x = np.concatenate([np.linspace(-9, 9, 20001), [0.0, 1e-8, -1e-8, 30.0, -30.0]])
-    reference = np.array([math.erf(v) for v in x])
-    assert np.abs(erf(x) - reference).max() < 1e-10
+    # float32 inputs, so that math.erf sees the very numbers erf() does
+    x = np.concatenate([np.linspace(-9, 9, 20001), np.geomspace(1e-30, 6, 2000), [0.0, 1e-8, -1e-8, 30.0, -30.0],
+                        np.nextafter(np.float32(1), np.float32([0, 2]))]).astype(np.float32)
+    reference = np.array([math.erf(v) for v in x.astype(np.float64)])
+    # infer.erf's bound, a float32 approximation: 9.2e-8 from math.erf at worst, found by running it on
+    # every float32 from 0.25 to 6 (below, the bound shrinks with |x|; beyond, erf rounds to 1)
+    assert erf(x).dtype == np.float32 and np.abs(erf(x) - reference).max() < 1e-7
+    np.testing.assert_array_equal(erf(-x), -erf(x))
+    np.testing.assert_array_equal(erf(np.array([np.inf, -np.inf])), [1, -1])
     # what Dense(activation="gelu") computes: the exact form, which the tanh approximation misses by 1e-4
     x = np.linspace(-8, 8, 4001, dtype=np.float32)
     np.testing.assert_allclose(gelu(x), np.asarray(keras.activations.gelu(x)), rtol=1e-6, atol=1e-7)
+    # and the exact values, far into the negative tail where 1 + erf would cancel
+    x = np.concatenate([x, np.linspace(-14, 14, 1001, dtype=np.float32)])
+    reference = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float64)])
+    np.testing.assert_allclose(gelu(x), reference, rtol=1e-6, atol=1e-7)
+    before = x.copy()
+    assert gelu(x[5]).shape == () and gelu(x.reshape(2, -1)).shape == (2, len(x) // 2)
+    np.testing.assert_array_equal(x, before)  # gelu() leaves its input alone
+
+
+def test_causal_attention_in_blocks_of_queries(trained, chorales, monkeypatch):
+    """The transformer's attention runs its queries in blocks of _QUERY_BLOCK (128, beyond this window):
+    blocks of 5 that end anywhere give Keras' probabilities too, the stepper's and past cached keys."""
+    arch, _, weights, _ = trained
+    if arch != "transformer":
+        pytest.skip("causal self-attention is the transformer's")
+    monkeypatch.setattr(infer, "_QUERY_BLOCK", 5)
+    check_probabilities(trained, real_windows(chorales[1]))
+    test_stepper_equals_keras_stepper_and_full_forward(trained, chorales)
+    # a block of queries after cached keys: 7 positions, then 6 at once
+    net = NumpyNet(arch, len(VOCAB), HPARAMS, weights)
+    ids = real_windows(chorales[1])[:3, :13]
+    _, cache = net._transformer(ids[:, :7])
+    np.testing.assert_allclose(net._transformer(ids[:, 7:], cache)[0], net.forward(ids)[:, 7:], rtol=0, atol=1e-5)
 
 
 def test_importing_infer_loads_no_tensorflow():

@@ -2,13 +2,15 @@
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 
 import mido
 import numpy as np
 import pytest
 from music21 import converter
 
-from conftest import TINY, run_script
+from conftest import ROOT, TINY, run_script
 from vgmusic import sample, train
 from vgmusic.config import PredictConfig, build
 from vgmusic.encode import Event
@@ -109,6 +111,20 @@ def test_songs_are_whole_phrases_that_repeat_in_form(trained, tmp_path):
     assert phrase(0) and phrase(0) == phrase(1) != phrase(2)
 
 
+def test_predict_warns_when_a_song_copies_its_training_songs(trained, corpus_data):
+    meta = json.loads((trained / "model.json").read_text())
+    baseline = meta["baselines"]["copied_share"]  # how much held-out chorales share with the training ones
+    assert 0 <= baseline < 0.5
+    from vgmusic.encode import load_songs
+    song = next(s for s in load_songs(corpus_data, "chorales_a") if s["file"] == meta["songs"]["train"][0][1])
+    copy = Event().song_notes(song)
+    warning = sample.copy_warning(copy, meta, corpus_data)
+    assert warning.startswith("warning: 100% of this song's 8-note runs are in the training songs")
+    own = [[i * 0.5, 0.5, 60 + (i * 7) % 12] for i in range(40)]  # a tune of its own
+    assert sample.copy_warning(own, meta, corpus_data) is None
+    assert sample.copy_warning(copy, meta, corpus_data.parent / "elsewhere") is None  # no songs: no check
+
+
 def test_prime_from_midi_file(trained, corpus_data, corpus_songs, tmp_path):
     prime = corpus_songs / "chorales_b" / "bach_bwv102.7.mid"
     out = _predict(corpus_data, trained, tmp_path / "p.mid", "--prime", str(prime), "--length", "40")
@@ -171,6 +187,20 @@ def test_weights_from_another_vocabulary_are_refused(classic, corpus_data, tmp_p
         _predict(corpus_data, folder, tmp_path / "x.mid")
 
 
+def _same_song_on_both_engines(model_dir, game, tmp_path, **settings):
+    songs = []
+    for engine in ("numpy", "keras"):
+        cfg = build(PredictConfig, argparse.Namespace(), model_dir=str(model_dir), data_dir=str(tmp_path / "none"),
+                    out=str(tmp_path / f"{engine}.mid"), seed=5, **settings)
+        songs.append(sample.compose(cfg, game, engine=engine)[1])
+    assert songs[0] == songs[1] and len(songs[0]) > 20
+    assert (tmp_path / "numpy.mid").read_bytes() == (tmp_path / "keras.mid").read_bytes()
+
+
+def test_same_seed_same_song_on_numpy_and_keras(trained, tmp_path):
+    _same_song_on_both_engines(trained, "chorales_a", tmp_path, length=40)
+
+
 @pytest.mark.parametrize("arch", ["bilstm", "attention", "transformer"])
 def test_other_architectures_train_and_compose(arch, corpus_data, tmp_path):
     meta = _train(corpus_data, tmp_path / arch, "chorales_a", "--arch", arch, "--window", "48", "--epochs", "1",
@@ -178,6 +208,19 @@ def test_other_architectures_train_and_compose(arch, corpus_data, tmp_path):
     assert meta["arch"] == arch and meta["epochs_done"] == 1
     out = _predict(corpus_data, tmp_path / arch, tmp_path / "o.mid", "--length", "60", "--seed", "2")
     assert len(mido.MidiFile(out).tracks[0]) > 3
+    # the NumPy engine composes what the Keras model would, token for token
+    _same_song_on_both_engines(tmp_path / arch, "chorales_a", tmp_path, length=12, phrase_bars=1)
+
+
+def test_composing_never_imports_tensorflow(trained, tmp_path):
+    code = ("import sys; from vgmusic.sample import main; "
+            f"main(game='chorales_a', argv=['--model-dir', {str(trained)!r}, '--out', {str(tmp_path / 'x.mid')!r}, "
+            "'--length', '30']); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
+            "sys.exit(f'imported {bad[:3]}' if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "x.mid").stat().st_size > 0
 
 
 def test_key_normalised_model_composes_in_the_prime_key(corpus_data, corpus_songs, tmp_path):
@@ -197,6 +240,17 @@ def test_key_normalised_model_composes_in_the_prime_key(corpus_data, corpus_song
                      for n in Event().decode(tokens) if 0 <= n[2] - shift <= 127]
     written = {p.midi for n in converter.parse(str(out)).flatten().notes for p in n.pitches}
     assert written == {n[2] for n in notes}
+
+
+def test_a_song_in_twice_is_trained_on_once(corpus_data, capsys):
+    from vgmusic.encode import load_songs
+    songs = load_songs(corpus_data, "chorales_a")
+    copy = json.loads(json.dumps(songs[0]))
+    copy["file"] = "copy.mid"
+    copy["parts"][0]["notes"][3][2] += 1  # a near-copy: one note differs
+    assert train.distinct(songs + [copy], Event()) == songs
+    assert "copy.mid repeats " + songs[0]["file"] in capsys.readouterr().err
+    assert train.distinct(songs, Event()) == songs  # different chorales all stay
 
 
 def test_classic_cannot_be_transposed(corpus_data, tmp_path):
@@ -225,10 +279,7 @@ def test_scripts_end_to_end_on_original_songs(shared_songs, tmp_path):
 def test_ctrl_c_leaves_best_weights_usable(corpus_data, tmp_path):
     """SIGINT mid-training: the process ends with code 130 and predict works from what was saved."""
     import signal
-    import subprocess
-    import sys
     import time
-    from conftest import ROOT
     model = tmp_path / "m"
     proc = subprocess.Popen([sys.executable, "-m", "vgmusic", "train", "--game", "chorales_a",
                              "--data-dir", str(corpus_data), "--model-dir", str(model), *TINY,

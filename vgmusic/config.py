@@ -44,6 +44,8 @@ class TrainConfig:
     dropout: float = _opt(0.3, "dropout after each recurrent, attention and dense layer, as in the original")
     batch_size: int = _opt(64, "windows per gradient step")
     epochs: int = _opt(200, "upper bound on epochs; early stopping usually ends far sooner")
+    select: str = _opt("pitch", "which held-out loss picks the best epoch and stops training: 'pitch' (the event "
+                                "encoding's pitch tokens; the total hid that pitches went on improving) or 'total'")
     patience: int = _opt(8, "stop after this many epochs without a better held-out loss (the original overfits from epoch 2)")
     learning_rate: float = _opt(1e-3, "Adam learning rate")
     val_fraction: float = _opt(0.15, "share of songs held out whole for validation (at least one song)")
@@ -63,7 +65,8 @@ class PredictConfig:
     model_dir: str = _opt("", "folder of a trained model (default: <project>/<game>/weights, the shipped model "
                               "until you train your own)")
     data_dir: str = _opt(str(ROOT / "data"), "extracted songs, if present: the song is checked for copying them")
-    which: str = _opt("best", "'best' (lowest held-out loss) or 'last' weights")
+    which: str = _opt("best", "'best' (the epoch training selected: lowest held-out pitch loss for event models) "
+                              "or 'last' weights")
     length: int = _opt(500, "events (notes or chords) to compose at least, as the original wrote 500 notes; "
                             "the song ends at the end of the phrase that reaches them")
     temperature: float = _opt(1.0, "sampling temperature; 0 is the original's argmax, which loops on one note")

@@ -8,13 +8,13 @@ probabilities, architecture by architecture.
 
 Nothing here may import tensorflow or keras, not even through another vgmusic module.
 """
+import functools
 import math
 import re
 from pathlib import Path
 
 import h5py
 import numpy as np
-from numpy.polynomial import chebyshev
 
 from .checkpoint import ARCH_KEYS as HPARAMS
 
@@ -141,6 +141,23 @@ def _match(f, expected):
 
 # --- the layers ---------------------------------------------------------------------------------------
 
+class _Workspace:
+    """Float32 arrays by name, kept from call to call and grown as needed. The transformer's re-run of
+    a whole window makes megabytes of temporaries per token; fresh, the allocator may take them from
+    the operating system page by page every time (glibc does once no larger array has raised its
+    thresholds), which cost more than the arithmetic."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def __call__(self, name, shape):
+        size = math.prod(shape)
+        flat = self.arrays.get(name)
+        if flat is None or flat.size < size:
+            flat = self.arrays[name] = np.empty(size, np.float32)
+        return flat[:size].reshape(shape)
+
+
 def softmax(logits, axis=-1):
     z = logits - logits.max(axis=axis, keepdims=True)
     np.exp(z, out=z)
@@ -170,34 +187,98 @@ def _lstm_sequence(xz, recurrent, reverse=False):
 
 
 def _layer_norm(x, gamma, beta):
-    mean = x.mean(-1, keepdims=True)
-    centred = x - mean
+    centred = x - x.mean(-1, keepdims=True)
     var = np.square(centred).mean(-1, keepdims=True)
-    return centred / np.sqrt(var + LN_EPSILON) * gamma + beta
+    centred /= np.sqrt(var + LN_EPSILON)
+    centred *= gamma
+    centred += beta
+    return centred
 
 
-# erf(z) = 1 - exp(-z^2) erfcx(z) for z >= 0, and erfcx (the scaled complementary error function) is
-# smooth there: a Chebyshev interpolant of degree 24 on [0, 5], fitted to math.erfc at import, gives erf
-# to about 1e-12 (tested against math.erf), and beyond 5 it is off by less than erfc(5) = 1.5e-12.
-# A few times faster than math.erf element by element, which the transformer's gelu would spend most on.
-_ERF_TOP = 5.0
-_ERFCX = chebyshev.chebinterpolate(
-    lambda t: np.array([math.erfc(z) * math.exp(z * z) for z in (np.ravel(t) + 1) * _ERF_TOP / 2]), 24)
+# erfc(a) for a >= 0 as t exp(P(s) - a^2), with t = 1 / (1 + p a) and s = 1 - t in [0, 1]: P(s) is
+# ln(erfcx(a) / t), smooth and bounded on the whole half-line, so one polynomial of degree 6 covers it.
+# Its coefficients are a minimax fit (iteratively reweighted least squares in float64, against
+# math.erfc) of the error of erfc(a) weighted by 1 + a, at most 5e-9: erf and gelu take erfc(a) times
+# at most |x|, so its relative error may grow where it is tiny (1e-4 at a = 4, where erfc is 1.5e-8).
+# In float32 the rounding of the steps dominates: erf is within 9.2e-8 of math.erf (every float32
+# from 0.25 to 6 checked), gelu within 0.3 (1e-7 + 1e-6 |gelu|) of the exact one (every fifth float32
+# from 1e-4 to 12 in magnitude). Each step is one float32 pass over the array, in place: gelu in the
+# transformer's feed-forward layers (512 x 512 values per block per token once the window slides)
+# is the hottest loop of composing.
+_ERFC_P = 0.49
+_ERFC_COEF = np.array([-9.447964632869343e-10, -1.3028135299682617, -0.28942111134529114, 0.18501104414463043,
+                       0.18871940672397614, 0.08908272534608841, -0.17146317660808563], np.float32)
+# erf(x) = x + x R(x^2) for |x| < 1 (R a relative minimax fit of erf(x) / x - 1, to 1.2e-9), where
+# 1 - erfc(|x|) would lose erf's digits to cancellation
+_ERF_SMALL = np.array([0.12837916612625122, -0.3761262595653534, 0.1128358542919159, -0.026853812858462334,
+                       0.005188330076634884, -0.0008010212914086878, 7.853919669287279e-05], np.float32)
+# gelu's erfc(|x| / sqrt 2) / 2: the half folded into the constant term, as exp(ln 1/2 + P(s) - x^2 / 2)
+_HALF_ERFC_COEF = _ERFC_COEF + np.array([math.log(0.5)] + [0] * 6, np.float32)
+
+
+def _horner(coefs, z, out):
+    """out <- sum(coefs[k] z^k) by Horner's rule in place, in float32; out must not be z."""
+    np.multiply(z, coefs[-1], out=out)
+    for c in coefs[-2:0:-1]:
+        out += c
+        out *= z
+    out += coefs[0]
+    return out
+
+
+def _erfc(y, scale=1.0, coefs=_ERFC_COEF, work=None):
+    """erfc(scale y) (times exp(coefs[0] - _ERFC_COEF[0])) for a float32 array y >= 0, in float32, in
+    arrays from `work` (a _Workspace; fresh arrays without)."""
+    work = work or _Workspace()
+    t = np.multiply(y, np.float32(_ERFC_P * scale), out=work("erfc_t", y.shape))
+    t += 1
+    np.reciprocal(t, out=t)
+    s = np.subtract(np.float32(1), t, out=work("erfc_s", y.shape))
+    e = _horner(coefs, s, work("erfc", y.shape))
+    np.multiply(y, y, out=s)  # s is spent: now the exponent's (scale y)^2
+    if scale != 1:
+        s *= np.float32(scale * scale)
+    e -= s
+    np.exp(e, out=e)
+    e *= t
+    return e
 
 
 def erf(x):
-    """The error function in float64, vectorised (NumPy has none and scipy is not a dependency)."""
-    a = np.abs(np.asarray(x), dtype=np.float64)
-    t2 = np.minimum(a, _ERF_TOP) * (4 / _ERF_TOP) - 2  # twice the interpolant's variable on [-1, 1]
-    b1, b2 = np.full_like(a, _ERFCX[-1]), 0.0
-    for coef in _ERFCX[-2:0:-1]:  # Clenshaw's recurrence
-        b1, b2 = t2 * b1 - b2 + coef, b1
-    return np.copysign(1 - np.exp(-a * a) * (0.5 * t2 * b1 - b2 + _ERFCX[0]), x)
+    """The error function in float32, vectorised (NumPy has none and scipy is not a dependency)."""
+    x = np.array(x, np.float32)
+    shape, x = x.shape, x.reshape(-1)
+    a = np.abs(x)
+    big = _erfc(a)
+    np.subtract(np.float32(1), big, out=big)
+    np.copysign(big, x, out=big)
+    small = _horner(_ERF_SMALL, x * x, np.empty_like(x))
+    small *= x
+    small += x
+    return np.where(a < 1, small, big).reshape(shape)
+
+
+def _gelu_inplace(x, work=None):
+    """x <- gelu(x) for a float32 array x, with temporaries from `work` (a _Workspace); returns x.
+
+    gelu(x) = x Phi(x) = relu(x) - |x| Phi(-|x|), and |x| Phi(-|x|) = |x| erfc(|x| / sqrt 2) / 2 is
+    computed to a small relative error: no cancellation for negative x, where Keras' own form
+    x erfc(-x / sqrt 2) / 2 has none either.
+    """
+    work = work or _Workspace()
+    y = np.abs(x, out=work("gelu_abs", x.shape))
+    g = _erfc(y, math.sqrt(0.5), _HALF_ERFC_COEF, work)
+    g *= y
+    x += y  # 2 relu(x), exactly: 0 or 2x
+    x *= np.float32(0.5)
+    x -= g
+    return x
 
 
 def gelu(x):
-    """Keras 3's gelu (approximate=False): x * Phi(x), with the exact normal CDF."""
-    return (0.5 * x * (1.0 + erf(x * (1 / math.sqrt(2))))).astype(np.float32)
+    """Keras 3's gelu (approximate=False): x * Phi(x), with the exact normal CDF, in float32."""
+    x = np.array(x, np.float32)
+    return _gelu_inplace(x.reshape(-1)).reshape(x.shape)
 
 
 class _Attention:
@@ -206,34 +287,71 @@ class _Attention:
     def __init__(self, arrays):
         """arrays: query, key, value kernels [D, H, K] and biases [H, K] in turn, output kernel and bias."""
         dim, self.heads, self.key_dim = arrays[0].shape
+        # Keras scales the queries by 1/sqrt(key_dim), rounded to float32, before the dot product; scaling
+        # the query projection instead is the same but for float32 rounding, and a pass less per call
+        scale = np.float32(1.0 / math.sqrt(float(self.key_dim)))
+        kernels, biases = [k.reshape(dim, -1) for k in arrays[0:6:2]], [b.ravel() for b in arrays[1:6:2]]
+        kernels[0], biases[0] = kernels[0] * scale, biases[0] * scale
         # the three projections as one matrix: one product per call instead of three
-        self.qkv = np.concatenate([k.reshape(dim, -1) for k in arrays[0:6:2]], 1)
-        self.qkv_bias = np.concatenate([b.ravel() for b in arrays[1:6:2]])
+        self.qkv, self.qkv_bias = np.concatenate(kernels, 1), np.concatenate(biases)
         self.out, self.out_bias = arrays[6].reshape(-1, dim), arrays[7]
-        # Keras scales the queries by 1/sqrt(key_dim), rounded to float32, before the dot product
-        self.scale = np.float32(1.0 / math.sqrt(float(self.key_dim)))
 
-    def __call__(self, x, past=None, causal=False, last_only=False):
+    def __call__(self, x, past=None, causal=False, last_only=False, work=None):
         """x [B, T, D] -> ([B, T or 1, D], (keys, values) [B, H, n + T, K]).
 
         `past` holds the keys and values of n earlier positions (a causal model's cache), which the
         new positions attend to as well; `last_only` computes the output of the last position alone.
+        `work`, a _Workspace, holds the scores.
         """
+        work = work or _Workspace()
         B, T, _ = x.shape
         H, K = self.heads, self.key_dim
-        q, k, v = (x @ self.qkv + self.qkv_bias).reshape(B, T, 3, H, K).transpose(2, 0, 3, 1, 4)
+        qkv = x @ self.qkv
+        qkv += self.qkv_bias
+        q, k, v = qkv.reshape(B, T, 3, H, K).transpose(2, 0, 3, 1, 4)  # views: matmul takes their strides
         if past is not None:
             k, v = np.concatenate([past[0], k], 2), np.concatenate([past[1], v], 2)
         if last_only:
             q = q[:, :, -1:]
-        scores = (q * self.scale) @ k.transpose(0, 1, 3, 2)  # [B, H, Tq, S]
-        Tq, S = scores.shape[2:]
-        if causal and Tq > 1:
-            # query i sits at position S - Tq + i and sees keys up to there
-            allowed = np.arange(S)[None, :] <= np.arange(S - Tq, S)[:, None]
-            scores = np.where(allowed, scores, MASKED)
-        mixed = (softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(B, Tq, H * K)
-        return mixed @ self.out + self.out_bias, (k, v)
+        keys = k.transpose(0, 1, 3, 2)
+        Tq, S = q.shape[2], k.shape[2]
+        mixed = np.empty((B, Tq, H, K), np.float32)
+        if not causal or Tq == 1:
+            _mix(q @ keys, v, mixed.transpose(0, 2, 1, 3))
+        else:
+            # query i sits at position S - Tq + i and sees the keys up to there: a block of queries needs
+            # the keys up to its last query alone, and masks only the square where it meets them
+            seen = S - Tq
+            for r0 in range(0, Tq, _QUERY_BLOCK):
+                r1 = min(r0 + _QUERY_BLOCK, Tq)
+                scores = np.matmul(q[:, :, r0:r1], keys[..., :seen + r1],
+                                   out=work("scores", (B, H, r1 - r0, seen + r1)))
+                scores[..., seen + r0:] += _causal_bias(r1 - r0)
+                _mix(scores, v[:, :, :seen + r1], mixed[:, r0:r1].transpose(0, 2, 1, 3))
+        out = mixed.reshape(B, Tq, H * K) @ self.out
+        out += self.out_bias
+        return out, (k, v)
+
+
+# queries per block of causal attention: the blocks skip most of the masked half of the scores
+_QUERY_BLOCK = 128
+
+
+def _mix(scores, values, out):
+    """out <- softmax(scores) @ values, the scores [..., Tq, S] overwritten. The softmax's division is
+    left to the Tq x K mixture, a fraction of the Tq x S weights."""
+    scores -= scores.max(-1, keepdims=True)
+    np.exp(scores, out=scores)
+    np.divide(scores @ values, scores.sum(-1, keepdims=True), out=out)
+
+
+@functools.lru_cache(maxsize=8)
+def _causal_bias(n):
+    """[n, n]: 0 where query i sees key j (j <= i), else MASKED, which Keras' masked softmax adds to a
+    score it masks; exp then turns every masked score into exactly 0."""
+    bias = np.where(np.tri(n, dtype=bool), np.float32(0), MASKED)
+    bias.flags.writeable = False
+    return bias
 
 
 # --- the networks -------------------------------------------------------------------------------------
@@ -271,6 +389,9 @@ class NumpyNet:
             self.token_gates = self.embed @ kernel + bias
         elif arch == "transformer":
             (self.positions,), self.norm_out = w["positions"], w["norm_out"]
+            # the largest temporaries of every block, one block at a time: a net computes one thing at
+            # a time (as anywhere in composing), never from several threads at once
+            self.work = _Workspace()
             self.blocks = [{"norm_a": w[f"norm_a{i}"], "attn": _Attention(w[f"attn_{i}"]), "norm_b": w[f"norm_b{i}"],
                             "ff_in": w[f"ff_in_{i}"], "ff_out": w[f"ff_out_{i}"]} for i in range(n)]
         else:
@@ -334,13 +455,19 @@ class NumpyNet:
         for i, b in enumerate(self.blocks):
             # every block needs every position's keys and values, the last block only the last query
             last = last_only and i == len(self.blocks) - 1
-            h, kv = b["attn"](_layer_norm(x, *b["norm_a"]), None if past is None else past[i], True, last)
+            h, kv = b["attn"](_layer_norm(x, *b["norm_a"]), None if past is None else past[i], True, last,
+                              self.work)
             cache.append(kv)
             x = (x[:, -1:] if last else x) + h
-            h = gelu(_layer_norm(x, *b["norm_b"]) @ b["ff_in"][0] + b["ff_in"][1])
-            x = x + (h @ b["ff_out"][0] + b["ff_out"][1])
-        x = _layer_norm(x, *self.norm_out)
-        return x @ self.logits[0] + self.logits[1], cache
+            h = _layer_norm(x, *b["norm_b"])
+            h = np.matmul(h, b["ff_in"][0], out=self.work("ff", h.shape[:-1] + b["ff_in"][0].shape[-1:]))
+            h += b["ff_in"][1]
+            h = _gelu_inplace(h, self.work) @ b["ff_out"][0]
+            h += b["ff_out"][1]
+            x += h
+        x = _layer_norm(x, *self.norm_out) @ self.logits[0]
+        x += self.logits[1]
+        return x, cache
 
 
 # --- sampling state -----------------------------------------------------------------------------------
