@@ -59,21 +59,27 @@ def load_baseline(folder):
     return songs, empty, len(files)
 
 
-def target_table(results, notes):
-    """Markdown: one row per target, one column per game and set."""
-    lines = ["| game | set | " + " | ".join(t[0] for t in next(iter(results.values()))["targets"]["default"])
-             + " |", "|---" * (2 + len(next(iter(results.values()))["targets"]["default"])) + "|"]
+def target_table(results, notes, empty):
+    """Markdown: one row per game and set, one column per target; `empty` lists sets with no note at all."""
+    first = next(iter(results.values()))["targets"]["default"]
+    lines = ["| game | set | " + " | ".join(t[0] for t in first) + " |", "|---" * (2 + len(first)) + "|"]
+    goals = [set() for _ in first]
     for game, result in results.items():
         for label, rows in result["targets"].items():
             cells = [f"{v:.3g} {'pass' if ok else 'FAIL'}" if ok is not None else f"{v:.3g}" for _, v, _, ok in rows]
             lines.append(f"| {game} | {label}{notes.get((game, label), '')} | " + " | ".join(cells) + " |")
-    goals = next(iter(results.values()))["targets"]["default"]
-    lines.append("| | goal | " + " | ".join(g for _, _, g, _ in goals) + " |")
+            for i, (_, _, goal, _) in enumerate(rows):
+                goals[i].add(goal)
+        for label in empty.get(game, []):
+            lines.append(f"| {game} | {label}{notes[game, label]} |" + " - |" * len(first))
+    # goals relative to a game's own songs differ per game: their numbers are in each game's table
+    lines.append("| | goal | " + " | ".join(g.pop() if len(g) == 1 else "relative: see the game's table"
+                                           for g in goals) + " |")
     return "\n".join(lines)
 
 
 def report(args):
-    results, notes = {}, {}
+    results, notes, empty = {}, {}, {}
     for game in args.games:
         train, held, _ = game_split(game, args.data_dir)
         (train_names, train_notes), (held_names, held_notes) = melodies(train), melodies(held)
@@ -81,11 +87,13 @@ def report(args):
         sets = {"default": compose_set(game, ROOT / "runs" / "quality" / game, args.songs)}
         for spec in args.baseline:
             label, _, pattern = spec.partition("=")
-            songs, empty, total = load_baseline(pattern.format(game=game))
-            if empty:
-                notes[game, label] = f" ({empty} of {total} songs hold no note)"
+            songs, silent, total = load_baseline(pattern.format(game=game))
+            if silent:
+                notes[game, label] = f" ({silent} of {total} songs hold no note)"
             if songs:
                 sets[label] = songs
+            else:
+                empty.setdefault(game, []).append(label)
         result = evaluate_sets(sets, train_notes, held_notes, names={TRAIN: train_names, HELDOUT: held_names})
         result.update(game=game, notes={label: notes.get((game, label), "") for label in sets})
         write_report(result, OUT / game, f"{game}: the default model against the game's songs")
@@ -93,7 +101,7 @@ def report(args):
     text = ["# The default models against the songs\n",
             f"`python bench/quality.py` ({args.songs} songs per model, seeds 1..{args.songs}, default settings); "
             "per-game tables and figures beside this file. The held-out row is the human baseline.\n",
-            target_table(results, notes), ""]
+            target_table(results, notes, empty), ""]
     with atomic_path(OUT / "summary.md") as tmp:
         tmp.write_text("\n".join(text))
     print("\n".join(text))
