@@ -19,8 +19,8 @@ FORMAT = 2  # 2: best weights carry no optimizer state; tempo, code version and 
 WEIGHTS = {"best": "best.weights.h5", "last": "last.weights.h5"}
 # Hyper-parameters that define the weights' shapes; the networks are rebuilt from exactly these.
 ARCH_KEYS = ("window", "embed_dim", "units", "layers", "heads", "dense", "dropout")
-TRAINING_KEYS = ("batch_size", "learning_rate", "patience", "seed", "stride", "transpose", "diatonic", "split_seed",
-                 "val_fraction", "max_steps", "budget")
+TRAINING_KEYS = ("batch_size", "learning_rate", "patience", "select", "seed", "stride", "transpose", "diatonic",
+                 "split_seed", "val_fraction", "max_steps", "budget")
 # key -> type every sidecar must have; loading checks these so a damaged file fails in one line
 REQUIRED = {"format": int, "game": str, "encoding": dict, "arch": str, "hparams": dict, "vocab": list,
             "vocab_hash": str, "songs": dict}
@@ -54,7 +54,7 @@ def describe(cfg, enc, vocab, train, val, versions):
         "tempo": round(statistics.median(tempos), 1) if tempos else 120.0,
         "versions": dict(versions, vgmusic=code_version()),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "epochs_done": 0, "best_epoch": None, "best_val_loss": None,
+        "epochs_done": 0, "best_epoch": None, "best_val_loss": None, "best_score": None,
     }
 
 

@@ -244,8 +244,10 @@ def main(game=None, argv=None):
         warning = copy_warning(notes, meta, cfg.data_dir)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
-    bars = (max((n[0] + n[1] for n in notes), default=0) + BEATS_PER_BAR - 1e-9) // BEATS_PER_BAR
-    print(f"wrote {out}: {len(notes)} notes, {int(bars)} bars, {len({n[2] for n in notes})} distinct pitches")
+    enc = get_encoding(meta["encoding"])
+    beats = sum(enc.advance(t) for t in tokens) / GRID
+    print(f"wrote {out}: {enc.events(tokens)} events, {len(notes)} notes, {beats / BEATS_PER_BAR:g} bars, "
+          f"{len({n[2] for n in notes})} distinct pitches")
     if warning:
         print(warning, file=sys.stderr)
     return out
