@@ -146,7 +146,8 @@ class Event:
         return {"name": self.name, "parts": self.parts, "key_normalize": self.key_normalize, "grid": GRID}
 
     def events(self, tokens):
-        return sum(t[0] == "d" for t in tokens)  # every event has exactly one duration
+        # every event ends in one duration after its pitches; a sampled duration with no pitch is no event
+        return sum(t[0] == "d" and p[0] == "p" for p, t in zip(tokens, tokens[1:]))
 
     def advance(self, token):
         """Grid steps a token moves time on: only waits do."""
