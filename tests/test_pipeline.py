@@ -125,6 +125,26 @@ def test_predict_warns_when_a_song_copies_its_training_songs(trained, corpus_dat
     assert sample.copy_warning(copy, meta, corpus_data.parent / "elsewhere") is None  # no songs: no check
 
 
+@pytest.mark.parametrize("game", train.SHIPPED)
+def test_shipped_models_compose_without_any_songs(game, tmp_path):
+    """What a new user runs first: the committed model of each game folder, no songs, no data/."""
+    import h5py
+    from vgmusic.checkpoint import read_sidecar
+    folder = ROOT / game / "weights"
+    meta, vocab = read_sidecar(folder)
+    assert meta["game"] == game and meta["encoding"]["key_normalize"] and meta["training"]["diatonic"] == 2
+    assert meta["songs"]["train"] and meta["versions"]["vgmusic"] and meta["created"]
+    weights = folder / "best.weights.h5"
+    assert weights.stat().st_size < 5_000_000
+    with h5py.File(weights) as f:
+        assert "optimizer" not in f  # composing needs no optimizer state
+    out = sample.main(game=game, argv=["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "s.mid"),
+                                       "--length", "40", "--seed", "1"])
+    notes, end = _onsets(out)
+    assert len(notes) >= 40 and end % 16 == 0  # whole 4-bar phrases
+    assert len({p % 12 for _, p in notes}) <= 9  # in a key, not all twelve pitch classes
+
+
 def test_prime_from_midi_file(trained, corpus_data, corpus_songs, tmp_path):
     prime = corpus_songs / "chorales_b" / "bach_bwv102.7.mid"
     out = _predict(corpus_data, trained, tmp_path / "p.mid", "--prime", str(prime), "--length", "40")
