@@ -26,7 +26,7 @@ class TrainConfig:
     parts: str = _opt("melody", "event encoding: 'melody' reads the part carrying the tune, 'all' every pitched "
                                 "part; drum parts never")
     key_normalize: bool = _opt(False, "event encoding: transpose every song to C major / A minor (music21's key "
-                                      "analysis); generated songs are moved back to the seed's key")
+                                      "analysis); a song continuing --prime is moved back to the prime's key")
     transpose: int = _opt(0, "event encoding: also train on each training song transposed by every shift "
                              "within +-N semitones (see ENCODING_DEFAULTS)")
     diatonic: int = _opt(0, "event encoding with --key-normalize: also train on each training song moved by every "
@@ -98,8 +98,6 @@ class ExtractConfig:
 ENCODING_DEFAULTS = {
     "classic": dict(window=25, stride=1),  # the original's windows
     # ~3.2 tokens per event on these songs: 75 tokens ~ the original's 25 notes of context.
-    # Transposing by up to a fourth either way lowered the held-out loss of every architecture
-    # on both games compared (docs/compare/).
     # Every song in C major / A minor, untransposed: the network then learns one scale instead of twelve.
     # Transposing by +-5 lowered the held-out loss (docs/compare/) yet left pitches at chance level
     # in the songs written (scale consistency 0.64, as random pitches); key normalisation lifted it to

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from . import ROOT
+from .checkpoint import SIDECAR
 from .config import TrainConfig, default_model_dir, game_overrides
 from .encode import Event, load_songs, split_songs
 from .metrics import (COMPARED, FIGURES, HISTOGRAMS, MATCH, NGRAM, TIME_BINS, Reference, check_targets,
                       compare_sets, originality, song_features, structure, summarize)
 from .store import atomic_path, read_json, write_json
 
-SIDECAR = "model.json"  # what train.py writes beside the weights: it names the songs trained on
 HELDOUT, TRAIN = "held-out songs", "training songs"
 # the figures drawn in PREFIX.png, with the fixed target where there is one
 PLOTTED = {"scale_consistency": 0.92, "scale_consistency_window": None, "return_share": 0.35,

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import ROOT
+from .extract import sha256_file
 from .store import atomic_path
 
 SONGS_DIR = ROOT / "midi_songs"
@@ -125,7 +126,7 @@ def problem_with(size, sha256, row):
 
 def is_verified(path, row):
     try:
-        return path.stat().st_size == row["bytes"] and hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"]
+        return path.stat().st_size == row["bytes"] and sha256_file(path) == row["sha256"]
     except OSError:
         return False
 

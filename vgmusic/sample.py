@@ -5,9 +5,10 @@ same weights file, and tests prove it gives the Keras model's probabilities. Ker
 available as the reference engine (`compose(..., engine="keras")`).
 
 Why a form: trained on a few dozen one-minute songs, no network here learned to return to
-its own material (returns to earlier bars: 0-11% of bars against 38-58% in the songs).
+its own material (sampled without a form, the shipped models return to earlier bars in 2-14% of
+bars, against 38-58% in the songs: docs/eval/ and the README).
 So the song is built the way these songs are: phrases of whole bars, some of them
-repeats of an earlier phrase (A A' B A': the primed A' replays A and composes a new last
+repeats of an earlier phrase (A A' B A': A' replays A and composes a new last
 bar, a different cadence). The network composes every new phrase, and while a phrase is
 replayed it hears it, so what follows continues from it.
 """
