@@ -16,6 +16,10 @@ each predict seeded 1..10 from a random window of the game's songs, 500 tokens.
 
 --sweep T:P ... instead composes --songs songs per temperature T and top-p P and writes
 docs/eval/sweep.md: the figures the defaults are chosen by.
+
+--loops BARS instead measures seamless loops of BARS bars (docs/eval/loops.md): --songs songs per game
+as one batch, their seams scored as composed from the start of a song, as composed after a preroll
+phrase, and as `predict.py --loop` closes them.
 """
 import argparse
 import sys
@@ -27,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from vgmusic.config import PredictConfig, build  # noqa: E402
 from vgmusic.evaluate import (HELDOUT, TRAIN, evaluate_sets, game_split, melodies, read_folder,  # noqa: E402
                               read_midi_notes, write_report)
+from vgmusic.render import write_midi  # noqa: E402
 from vgmusic.sample import compose  # noqa: E402
 from vgmusic.store import atomic_path  # noqa: E402
 from vgmusic.train import SHIPPED  # noqa: E402
@@ -41,9 +46,9 @@ def compose_set(game, folder, n, **settings):
     folder.mkdir(parents=True, exist_ok=True)
     songs = []
     for seed in range(1, n + 1):
-        cfg = build(PredictConfig, argparse.Namespace(), out=str(folder / f"seed{seed}.mid"), seed=seed,
-                    data_dir="", **settings)
-        out, _, _, _ = compose(cfg, game)
+        cfg = build(PredictConfig, argparse.Namespace(), seed=seed, **settings)
+        _, (song,) = compose(cfg, game)
+        out = write_midi(song["notes"], folder / f"seed{seed}.mid", tempo=song["bpm"], end=song["beats"])
         songs.append(read_midi_notes(out))
     return songs
 
@@ -133,6 +138,47 @@ def sweep(args):
         tmp.write_text("\n".join(text))
 
 
+def loops(args):
+    import numpy as np
+    from vgmusic.encode import PAD, get_encoding
+    from vgmusic.loop import close_loops, loop_songs
+    from vgmusic.sample import compose_tokens, load_model
+    cfg = build(PredictConfig, argparse.Namespace())
+    rows = []
+    for game in args.games:
+        meta, vocab, stepper = load_model(ROOT / game / "weights")
+        enc, seed = get_encoding(meta["encoding"]), vocab.ids([PAD] * meta["hparams"]["window"])
+        sampling = dict(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
+        for label, preroll, close in (("the song as composed", 0, False), ("after a preroll phrase", 1, False),
+                                      ("predict.py --loop", 1, True)):
+            rng = np.random.default_rng(1)
+
+            def compose_more(n):
+                return compose_tokens(stepper, enc, vocab, seed, 0, rng, form=cfg.form, batch=n, bars=args.loops,
+                                      phrase_bars=cfg.phrase_bars, preroll=preroll * cfg.phrase_bars, **sampling)
+
+            def score(songs):
+                return close_loops(stepper, enc, vocab, seed, songs, rng, candidates=cfg.loop_candidates,
+                                   keep=not close, **sampling)
+            found = (loop_songs(compose_more(args.songs), compose_more, score, cfg.loop_tries) if close
+                     else score(compose_more(args.songs)))
+            margin = [f["seam_loss"] - f["typical_loss"] for f in found]
+            tries = [f.get("tries", 1) for f in found]
+            rows.append(f"| {game} | {label} | {sum(f['passed'] for f in found)} of {len(found)} | "
+                        f"{np.median([f['seam_loss'] for f in found]):.3f} | "
+                        f"{np.median([f['typical_loss'] for f in found]):.3f} | {np.median(margin):+.3f} | "
+                        f"{max(margin):+.3f} | {np.mean(tries):.1f} |")
+            print(rows[-1], flush=True)
+    text = ["# Seamless loops\n", f"`python bench/quality.py --loops {args.loops} --songs {args.songs}`: "
+            f"{args.songs} loops of {args.loops} bars per game and method (seed 1). Losses in nats per token: the "
+            "seam is the song's first bar heard after its last, the typical bar the median bar of the song; a "
+            "loop passes when its seam costs no more than its typical bar. Medians over the loops.\n",
+            "| game | loop made from | seams that pass | seam loss | typical bar | seam - typical | worst | "
+            "songs tried |", "|---" * 8 + "|", *rows, ""]
+    with atomic_path(OUT / "loops.md") as tmp:
+        tmp.write_text("\n".join(text))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--games", nargs="+", default=list(SHIPPED), help="game folders (default: the four)")
@@ -141,9 +187,10 @@ def main():
     ap.add_argument("--baseline", nargs="*", default=[], metavar="LABEL=DIR",
                     help="folders of songs by other approaches; DIR may contain {game}")
     ap.add_argument("--sweep", nargs="*", default=[], metavar="T:P", help="temperature:top-p settings to compare")
+    ap.add_argument("--loops", type=int, default=0, metavar="BARS", help="measure seamless loops of BARS bars")
     args = ap.parse_args()
     try:
-        sweep(args) if args.sweep else report(args)
+        loops(args) if args.loops else sweep(args) if args.sweep else report(args)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
 

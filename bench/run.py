@@ -12,7 +12,8 @@
 (c) extracting the 46 songs cold, then again from the cache (wall time of get_all_notes.py);
 (d) composing a 500-event song: the CPU time of a whole cold `predict.py` process with the shipped
     Pokemon model, against a process that only imports TensorFlow and Keras (what any TensorFlow
-    composer pays first), interleaved, and whether predict.py ever imports TensorFlow.
+    composer pays first), interleaved, and whether predict.py ever imports TensorFlow;
+Audio rendering and batch composing are measured by bench/output.py.
 Writes results.md, results.json and loss_vs_time.png into --out.
 """
 import argparse
@@ -225,7 +226,8 @@ def compose_process(args, tmp):
     empty = tmp / "no_data"  # no songs to check copying against, as on a user's machine with a shipped model
     empty.mkdir()
     predict = [sys.executable, str(ROOT / GAME / "predict.py"), "--out", str(tmp / "song.mid"),
-               "--seed", str(args.predict_seed), "--length", str(args.events), "--data-dir", str(empty), *model_dir]
+               "--seed", str(args.predict_seed), "--length", str(args.events), "--data-dir", str(empty), *model_dir,
+               "--no-audio", "--no-roll", "--no-page"]  # composing and its MIDI: bench/output.py times the rest
     tf_only = [sys.executable, "-c", TF_ONLY]
     # untimed first runs: both read from disk into the page cache, and the list of what predict.py imports
     _, _, done = child([sys.executable, "-X", "importtime", *predict[1:]])

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vgmusic.sample import main  # noqa: E402
+from vgmusic.predict import main  # noqa: E402
 
 if __name__ == "__main__":
     main(game="final_fantasy_7")

@@ -45,3 +45,35 @@ def test_bad_values_fail_clearly():
     with pytest.raises(ValueError, match="unknown architecture 'gru'"):
         build_model("gru", 10, {})
     assert build(PredictConfig, argparse.Namespace(), length=7).length == 7
+
+
+def test_help_shows_the_defaults_a_run_uses(capsys):
+    text = " ".join(parser_for(TrainConfig, "").format_help().split())
+    # the event encoding is the default: its values first, the others' beside them
+    assert "(default: 75; classic: 25; transformer: 512)" in text
+    assert "(default: 50; classic: 0)" in text and "(default: 2; classic: 0)" in text
+    cfg = _train_cfg()
+    assert (cfg.window, cfg.stride, cfg.max_steps, cfg.diatonic) == (75, 3, 50, 2)
+
+
+def test_ignored_flags_are_not_offered_and_errors_take_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        parser_for(TrainConfig, "").parse_args(["--songs-dir", "x"])  # training reads data/, never songs
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "unrecognized arguments: --songs-dir" in err
+    for flags, message in ((["--window", "0"], "must be between 2 and 4096"),
+                           (["--dropout", "1"], "must be from 0 up to (not including) 1"),
+                           (["--learning-rate", "nan"], "is not a finite number"),
+                           (["--arch", "gru"], "must be one of lstm, bilstm, attention, transformer")):
+        with pytest.raises(SystemExit):
+            parser_for(TrainConfig, "").parse_args(flags)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+
+
+def test_python_m_vgmusic_help():
+    import subprocess
+    import sys
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, "-m", "vgmusic", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and "python -m vgmusic predict" in r.stdout

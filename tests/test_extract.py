@@ -84,3 +84,21 @@ def test_original_songs_extract(shared_songs, tmp_path):
     assert {g: n for g, (n, _) in summary.items()} == {
         "final_fantasy_7": 11, "pokemon_red_blue_yellow": 16, "zelda_ocarina_of_time": 19}
     assert any("." in t for t in vocab) and "Rest" in vocab
+
+
+def test_a_game_without_songs_does_not_stop_the_others(corpus_songs, tmp_path, capsys):
+    songs = tmp_path / "songs"
+    (songs / "chorales").mkdir(parents=True)
+    (songs / "chorales" / "a.mid").write_bytes((corpus_songs / "chorales_a" / "bach_bwv66.6.mid").read_bytes())
+    (songs / "empty").mkdir()
+    (songs / "junk").mkdir()
+    (songs / "junk" / "x.mid").write_text("junk")
+    status = {}
+    summary, vocab = extract(songs, tmp_path / "data", progress=False, status=status)
+    assert list(summary) == ["chorales"] and vocab
+    assert status["skipped"] == 3  # x.mid, and both game folders
+    err = capsys.readouterr().err
+    assert f"warning: skipping game folder {songs / 'empty'}: no .mid or .midi files\n" in err
+    assert f"warning: skipping game folder {songs / 'junk'}: no usable song among 1 file(s)\n" in err
+    assert json.loads((tmp_path / "data" / "vocab.json").read_text())["classic"] == vocab
+    assert not (tmp_path / "data" / "junk.json").exists()

@@ -16,7 +16,7 @@ import mido
 import pytest
 
 from conftest import ROOT, SHARED_SONGS, TINY, run_script
-from vgmusic import config, fetch, sample, train
+from vgmusic import config, fetch, predict, train
 from vgmusic.extract import extract
 
 SLOW_S, TIMEOUT = 1.0, "0.3"  # the slow file answers well after the client gives up
@@ -263,9 +263,9 @@ def test_corpus_exports_extract_train_and_compose(tmp_path, monkeypatch, capsys)
     meta = json.loads((model / "model.json").read_text())
     used = meta["songs"]["train"] + meta["songs"]["val"]
     assert {s[0] for s in used} == {"bach_chorales", "folk"} and len(used) == 6
-    out = sample.main(game="bach_and_folk", argv=["--data-dir", str(data), "--model-dir", str(model),
-                                                  "--out", str(tmp_path / "song.mid"), "--length", "80",
-                                                  "--seed", "1"])
+    out = predict.main(game="bach_and_folk", argv=["--data-dir", str(data), "--model-dir", str(model),
+                                                   "--out", str(tmp_path / "song.mid"), "--length", "80",
+                                                   "--seed", "1", "--no-audio", "--no-roll", "--no-page"])[0]
     assert sum(m.type == "note_on" for t in mido.MidiFile(out).tracks for m in t) > 0
 
 

@@ -12,7 +12,7 @@ Each command's --help lists its flags.
 import sys
 
 # command -> (module, function)
-COMMANDS = {"extract": ("extract", "main"), "train": ("train", "main"), "predict": ("sample", "main"),
+COMMANDS = {"extract": ("extract", "main"), "train": ("train", "main"), "predict": ("predict", "main"),
             "evaluate": ("evaluate", "main"), "compare": ("compare", "main"), "retrain": ("train", "retrain_main")}
 
 if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
@@ -20,5 +20,7 @@ if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
     sys.exit(0 if len(sys.argv) >= 2 else 2)
 if sys.argv[1] not in COMMANDS:
     sys.exit(f"error: unknown command {sys.argv[1]!r}; choose from {', '.join(COMMANDS)}")
-module, function = COMMANDS[sys.argv.pop(1)]
+command = sys.argv.pop(1)
+sys.argv[0] = f"python -m vgmusic {command}"  # what --help and errors call it
+module, function = COMMANDS[command]
 getattr(__import__(f"vgmusic.{module}", fromlist=[function]), function)()

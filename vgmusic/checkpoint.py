@@ -6,8 +6,14 @@ use the weights) beside `best.weights.h5` (weights only, what composing loads) a
 the weights; read_weights reads them back without Keras, for infer.py.
 This module imports neither TensorFlow nor Keras, so composing stays light.
 """
+import contextlib
+import csv
 import datetime
+import io
+import json
+import math
 import re
+import signal
 import statistics
 import subprocess
 from pathlib import Path
@@ -16,12 +22,15 @@ import h5py
 import numpy as np
 
 from . import ROOT, __version__
-from .encode import Vocab
-from .store import read_json
+from .config import BPM_RANGE, Terminated
+from .encode import Vocab, get_encoding
+from .store import atomic_path, read_json
 
 SIDECAR = "model.json"
 FORMAT = 2  # 2: best weights carry no optimizer state; tempo, code version and baselines recorded
 WEIGHTS = {"best": "best.weights.h5", "last": "last.weights.h5"}
+HISTORY, CURVE = "history.csv", "learning_curve.png"
+ARCHS = ("lstm", "bilstm", "attention", "transformer")  # what layout() knows; model.ARCHS builds them
 # Hyper-parameters that define the weights' shapes; the networks are rebuilt from exactly these.
 ARCH_KEYS = ("window", "embed_dim", "units", "layers", "heads", "dense", "dropout")
 TRAINING_KEYS = ("batch_size", "learning_rate", "patience", "select", "seed", "stride", "transpose", "diatonic",
@@ -29,6 +38,8 @@ TRAINING_KEYS = ("batch_size", "learning_rate", "patience", "select", "seed", "s
 # key -> type every sidecar must have; loading checks these so a damaged file fails in one line
 REQUIRED = {"format": int, "game": str, "encoding": dict, "arch": str, "hparams": dict, "vocab": list,
             "vocab_hash": str, "songs": dict}
+JSON_TYPES = {int: "an integer", float: "a number", str: "a string", dict: "an object", list: "a list",
+              bool: "a boolean"}
 
 
 def code_version():
@@ -63,6 +74,63 @@ def describe(cfg, enc, vocab, train, val, versions):
     }
 
 
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(v, least=0):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _check(meta):
+    """What is wrong with a sidecar, in a few words, or None: every field anything reads, so that a
+    damaged file fails here, in one line, rather than deep in composing or training."""
+    if not isinstance(meta, dict):
+        return f"expected a JSON object, found {type(meta).__name__}"
+    for key, kind in REQUIRED.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            found = "missing" if key not in meta else JSON_TYPES.get(type(meta[key]), "null")
+            return f"'{key}' should be {JSON_TYPES[kind]}, is {found}"
+    try:
+        enc = get_encoding(meta["encoding"])
+    except (ValueError, TypeError, KeyError) as e:
+        return f"encoding {json.dumps(meta['encoding'])}: {e}"
+    if enc.spec() != meta["encoding"]:
+        return f"encoding {json.dumps(meta['encoding'])} is not one this code writes ({json.dumps(enc.spec())})"
+    if meta["arch"] not in ARCHS:
+        return f"unknown architecture {meta['arch']!r}; known: {', '.join(ARCHS)}"
+    hp = meta["hparams"]
+    for k in ARCH_KEYS:
+        if k not in hp:
+            return f"hparams lack {k}"
+        if not (_number(hp[k]) and 0 <= hp[k] < 1 if k == "dropout" else _count(hp[k], 1)):
+            return f"hparams {k} is {hp[k]!r}, not {'a fraction' if k == 'dropout' else 'a positive integer'}"
+    tokens = meta["vocab"]
+    if not tokens or not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens):
+        return "vocab should be distinct token strings"
+    for part in ("train", "val"):
+        entries = meta["songs"].get(part)
+        if not isinstance(entries, list) or not all(
+                isinstance(e, list) and len(e) == 3 and all(isinstance(x, str) for x in e) for e in entries):
+            return f"songs.{part} should be a list of [source, file, sha256]"
+    # written by every training run; checked where present, as older files may lack them
+    optional = {"tempo": (lambda v: v is None or _number(v) and BPM_RANGE[0] <= v <= BPM_RANGE[1],
+                          f"beats per minute, {BPM_RANGE[0]:g} to {BPM_RANGE[1]:g}"),
+                "baselines": (lambda v: isinstance(v, dict) and all(map(_number, v.values())), "an object of numbers"),
+                "epochs_done": (_count, "a count"),
+                "best_epoch": (lambda v: v is None or _count(v, 1) and v <= meta.get("epochs_done", v),
+                               "an epoch done"),
+                "best_score": (lambda v: v is None or _number(v), "a number"),
+                "best_val_loss": (lambda v: v is None or _number(v), "a number"),
+                "select": (lambda v: v in ("val_pitch", "val_loss"), "val_pitch or val_loss"),
+                "training": (lambda v: isinstance(v, dict), "an object"),
+                "created": (lambda v: isinstance(v, str), "a date")}
+    for key, (ok, what) in optional.items():
+        if key in meta and not ok(meta[key]):
+            return f"'{key}' should be {what}, is {json.dumps(meta[key])[:40]}"
+    return None
+
+
 def read_sidecar(folder):
     """The checked sidecar of a model folder, or a one-line error naming the file and what is wrong."""
     folder = Path(folder)
@@ -70,21 +138,25 @@ def read_sidecar(folder):
     if not path.exists():
         raise FileNotFoundError(f"{folder}: no trained model here (run train.py first)")
     meta = read_json(path, "model sidecar")
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path}: damaged sidecar (expected a JSON object, found {type(meta).__name__})")
-    for key, kind in REQUIRED.items():
-        if not isinstance(meta.get(key), kind):
-            found = "missing" if key not in meta else f"a {type(meta[key]).__name__}"
-            raise ValueError(f"{path}: damaged sidecar ('{key}' should be a {kind.__name__}, is {found})")
-    if meta["format"] != FORMAT:
-        raise ValueError(f"{path}: model format {meta['format']} is not {FORMAT}; re-train it")
-    missing = [k for k in ARCH_KEYS if k not in meta["hparams"]]
-    if missing:
-        raise ValueError(f"{path}: damaged sidecar (hparams lack {', '.join(missing)})")
+    if isinstance(meta, dict) and meta.get("format", FORMAT) != FORMAT:
+        raise ValueError(f"{path}: model format {json.dumps(meta['format'])} is not {FORMAT}; re-train it")
+    wrong = _check(meta)
+    if wrong:
+        raise ValueError(f"{path}: damaged sidecar ({wrong})")
     vocab = Vocab(meta["vocab"])
     if vocab.hash != meta["vocab_hash"]:
         raise ValueError(f"{path}: vocabulary does not match its recorded hash")
     return meta, vocab
+
+
+def remove_temporaries(folder):
+    """Delete what a killed run left: store.atomic_path's hidden .<stem>.XXXX<suffixes> files of every file
+    training writes. A run removes them before its first write."""
+    folder = Path(folder)
+    for name in (SIDECAR, *WEIGHTS.values(), HISTORY, CURVE):
+        stem, _, suffixes = name.partition(".")
+        for tmp in folder.glob(f".{stem}.*.{suffixes}"):
+            tmp.unlink(missing_ok=True)
 
 
 def weights_path(folder, which="best"):
@@ -94,6 +166,77 @@ def weights_path(folder, which="best"):
     if not path.exists():
         raise FileNotFoundError(f"{path}: weights not found (training never finished an epoch?)")
     return path
+
+
+# --- writing an epoch's files -----------------------------------------------------------------------
+
+def interruption(signum):
+    """The exception config.run_command turns into one line and exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Hold Ctrl-C and SIGTERM until the block is done, then raise them: the block's files all land."""
+    caught = []
+    held = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(s) is not signal.SIG_IGN}  # an ignored one stays ignored (nohup)
+    try:
+        yield
+    finally:
+        for s, handler in held.items():
+            signal.signal(s, handler)
+    if caught:
+        raise interruption(caught[0])
+
+
+def write_together(folder, files):
+    """Write {name: text or bytes} into `folder`, each to a temporary file beside its target, then rename
+    them all into place in order, only once every one is written: a full disk leaves the old files whole.
+    A failed write names its target, not the hidden temporary file."""
+    folder = Path(folder)
+    with contextlib.ExitStack() as stack:
+        # contexts unwind last-in first-out, so enter them backwards: the renames then go in order
+        temps = {name: stack.enter_context(atomic_path(folder / name)) for name in reversed(list(files))}
+        for name, data in files.items():
+            try:
+                (temps[name].write_bytes if isinstance(data, bytes) else temps[name].write_text)(data)
+            except OSError as e:
+                e.filename = str(folder / name)
+                raise
+
+
+def history_text(rows):
+    """history.csv: one row per epoch, its losses and seconds."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["epoch", "loss", "val_loss", "seconds"])
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def read_history(path, epochs):
+    """The first `epochs` rows of history.csv as numbers, or a one-line error naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: missing, yet the sidecar counts {epochs} epochs; cannot --resume")
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            fields = reader.fieldnames or []
+        missing = {"epoch", "loss", "val_loss"} - set(fields)
+        if missing:
+            raise ValueError(f"no {', '.join(sorted(missing))} column")
+        rows = [{k: float(v) for k, v in row.items()} for row in rows[:epochs]]
+    except (ValueError, TypeError, csv.Error) as e:  # a short or long row gives float(None or a list)
+        raise ValueError(f"{path}: damaged history ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                         f"cannot --resume") from None
+    if [r["epoch"] for r in rows] != list(range(1, epochs + 1)):
+        found = ", ".join(f"{r['epoch']:g}" for r in rows[:8])
+        raise ValueError(f"{path}: damaged history (epochs {found or 'none'}; the sidecar counts {epochs}); "
+                         f"cannot --resume")
+    return [dict(r, epoch=int(r["epoch"])) for r in rows]
 
 
 # --- reading Keras' weights file --------------------------------------------------------------------
@@ -167,8 +310,10 @@ def read_weights(path, arch, vocab_size, hp):
                 return _match(f, layout(arch, vocab_size, hp))
             except ValueError as e:
                 raise ValueError(f"{path}: weights do not fit {what}: {e}") from None
-    except OSError as e:  # h5py's word for a file that is not HDF5 or was cut short
-        raise ValueError(f"{path}: not a readable weights file ({str(e).splitlines()[0]})") from None
+    # h5py's words for a file that is not HDF5 or was cut short (OSError) or damaged inside (the others)
+    except (OSError, RuntimeError, KeyError) as e:
+        reason = str(e).strip("'\"").splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: not a readable weights file ({reason})") from None
 
 
 def _match(f, expected):

@@ -10,23 +10,23 @@ Writes docs/compare/<game>.md, .json and .png (the second seed's model_learning 
 held-out songs).
 """
 import argparse
-import json
-import sys
 import time
+import warnings
 from pathlib import Path
 
-import numpy as np
-
 from . import ROOT
-from .config import TrainConfig, build, game_overrides
-from .encode import PAD, windows
-from .model import ARCHS, many_to_many, tf
+from .checkpoint import ARCHS
+from .config import Parser, TrainConfig, checked, between, build, game_overrides, one_of, run_command
 from .store import atomic_path, write_json
-from .train import prepare, read_history, train
+from .train import Run, after_interruption, prepare, train_command
+
+# NumPy and TensorFlow load inside run(), under config.run_command (see train.py).
 
 
 def held_out_loss(model, arch, val_ids, window, pad_id, batch=64):
     """Summed negative log-likelihood over all held-out tokens, and their number."""
+    from .encode import windows
+    from .model import many_to_many, tf
     x, y = windows(val_ids, window, 1, pad_id)
     total, count = 0.0, 0
     for i in range(0, len(x), batch):
@@ -39,8 +39,12 @@ def held_out_loss(model, arch, val_ids, window, pad_id, batch=64):
     return total, count
 
 
-def run(game, archs, transpose, budget, steps, data_dir, out_dir, runs_dir, encoding="event"):
+def run(game, archs, transpose, budget, steps, data_dir, out_dir, runs_dir, encoding="event", done=None):
+    """Train and measure every model on one game; `done` gets each finished run's label and Run."""
+    import numpy as np
+    from .encode import PAD
     rows, curves = [], {}
+    done = [] if done is None else done
     for arch in archs:
         for shift in (0, transpose) if transpose else (0,):
             label = f"{arch}" + (f" +-{shift}" if shift else "")
@@ -50,9 +54,12 @@ def run(game, archs, transpose, budget, steps, data_dir, out_dir, runs_dir, enco
             cfg = build(TrainConfig, args, **game_overrides(game), game=game)
             print(f"== {game}: {label} ({budget:.0f} s)", flush=True)
             t0 = time.perf_counter()
-            meta, history, model = train(cfg)
+            done.append((f"{game} {label}", Run()))
+            meta, history, model = train_command(cfg, done[-1][1])
             wall = time.perf_counter() - t0
-            model.load_weights(Path(cfg.model_dir) / "best.weights.h5")
+            with warnings.catch_warnings():  # that best weights carry no optimizer state is the point of them
+                warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+                model.load_weights(Path(cfg.model_dir) / "best.weights.h5")
             enc, vocab, _, val, _, val_ids = prepare(cfg)
             nll, tokens = held_out_loss(model, arch, val_ids, cfg.window, vocab.index.get(PAD))
             # without start-of-song padding the first window of each song is context only, so
@@ -72,7 +79,8 @@ def run(game, archs, transpose, budget, steps, data_dir, out_dir, runs_dir, enco
     write_json(out_dir / f"{game}.json", {"game": game, "budget_s": budget, "steps_per_epoch": steps,
                                           "encoding": encoding, "rows": rows, "curves": curves})
     plot_compare(curves, out_dir / f"{game}.png", f"{game}: {budget:.0f} s of training per model")
-    (out_dir / f"{game}.md").write_text(table(game, rows, budget, steps))
+    with atomic_path(out_dir / f"{game}.md") as tmp:
+        tmp.write_text(table(game, rows, budget, steps))
     return rows
 
 
@@ -81,6 +89,7 @@ def plot_compare(curves, path, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = {arch: f"C{i}" for i, arch in enumerate(ARCHS)}
     for label, rows in curves.items():
@@ -111,24 +120,43 @@ def table(game, rows, budget, steps):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--game", nargs="+", default=["pokemon_red_blue_yellow", "three_games_combined"],
-                   help="games to compare on (default: Pokemon and all three games)")
-    p.add_argument("--archs", nargs="+", default=list(ARCHS), help="architectures (default: all)")
-    p.add_argument("--transpose", type=int, default=5,
-                   help="the augmented runs transpose each training song by every shift within +-N (0: skip them)")
-    p.add_argument("--budget", type=float, default=120, help="seconds of training per model")
-    p.add_argument("--steps", type=int, default=25, help="gradient steps per epoch, equal for every model")
-    p.add_argument("--encoding", default="event", help="token encoding for every run")
-    p.add_argument("--data-dir", default=str(ROOT / "data"), help="extracted songs (get_all_notes.py)")
-    p.add_argument("--out", default=str(ROOT / "docs" / "compare"), help="where the tables and figures go")
-    p.add_argument("--runs-dir", default=str(ROOT / "runs"), help="where each run's model folder goes")
-    a = p.parse_args(argv)
-    try:
-        for game in a.game:
-            run(game, a.archs, a.transpose, a.budget, a.steps, a.data_dir, a.out, a.runs_dir, a.encoding)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    done = []  # (label, Run) of each training run, the last one perhaps unfinished
+
+    def kept():
+        finished = [label for label, r in done[:-1]]
+        current = f"{done[-1][0]}: {done[-1][1].kept()}" if done else "no model trained"
+        return ((f"{', '.join(finished)} trained; " if finished else "") + current
+                + "; a game's table is written once all its models are trained")
+
+    def body():
+        p = Parser(prog="python -m vgmusic compare", description=__doc__.split("\n\n")[0])
+        p.add_argument("--game", nargs="+", default=["pokemon_red_blue_yellow", "three_games_combined"],
+                       help="games to compare on (default: Pokemon and all three games)")
+        p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS, metavar="ARCH",
+                       help=f"architectures, of {', '.join(ARCHS)} (default: all)")
+        p.add_argument("--transpose", type=checked(int, between(0, 11)), default=5, metavar="N",
+                       help="the augmented runs transpose each training song by every shift within +-N (0: skip "
+                            "them; event encoding only) (default: 5)")
+        p.add_argument("--budget", type=checked(float, between(1, 1e6)), default=120, metavar="SECONDS",
+                       help="seconds of training per model (default: 120)")
+        p.add_argument("--steps", type=checked(int, between(1, 100000)), default=25,
+                       help="gradient steps per epoch, equal for every model (default: 25)")
+        p.add_argument("--encoding", type=checked(str, one_of("event", "classic")), default="event",
+                       help="token encoding for every run: event or classic (default: event)")
+        p.add_argument("--data-dir", default=str(ROOT / "data"), help="extracted songs (get_all_notes.py)")
+        p.add_argument("--out", default=str(ROOT / "docs" / "compare"), help="where the tables and figures go")
+        p.add_argument("--runs-dir", default=str(ROOT / "runs"), help="where each run's model folder goes")
+        a = p.parse_args(argv)
+        if a.transpose and a.encoding == "classic":
+            p.error("--transpose needs --encoding event (classic chords have no octave); add --transpose 0")
+        try:
+            for game in dict.fromkeys(a.game):
+                run(game, a.archs, a.transpose, a.budget, a.steps, a.data_dir, a.out, a.runs_dir, a.encoding, done)
+        except KeyboardInterrupt:  # also while measuring, outside train_command
+            after_interruption()
+            raise
+
+    return run_command(body, kept)
 
 
 if __name__ == "__main__":

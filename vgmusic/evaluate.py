@@ -7,7 +7,7 @@ figures do (see metrics.py for every definition). Writes PREFIX.json (every figu
 per-set summaries, overlap with the training songs, targets), PREFIX.md (the tables) and PREFIX.png.
 Imports neither TensorFlow nor Keras.
 """
-import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -15,7 +15,8 @@ import numpy as np
 
 from . import ROOT
 from .checkpoint import SIDECAR
-from .config import TrainConfig, default_model_dir, game_overrides
+from .config import Parser, TrainConfig, between, default_model_dir, game_overrides, run_command, writable_file
+from .config import checked
 from .encode import Event, load_songs, split_songs
 from .metrics import (COMPARED, FIGURES, HISTOGRAMS, MATCH, NGRAM, TIME_BINS, Reference, check_targets,
                       compare_sets, originality, song_features, structure, summarize)
@@ -96,10 +97,9 @@ def game_split(game, data_dir, model_dir=""):
     loaded = {}
 
     def find(entry):
-        try:
-            source, file, sha = entry
-        except (TypeError, ValueError):
-            raise ValueError(f"{sidecar}: song entry {entry!r} is not [source, file, sha256]") from None
+        if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry)):
+            raise ValueError(f"{sidecar}: song entry {json.dumps(entry)[:80]} is not [source, file, sha256]")
+        source, file, sha = entry
         if source not in loaded:
             loaded[source] = {s["file"]: s for s in load_songs(data_dir, source)}
         song = loaded[source].get(file)
@@ -255,23 +255,37 @@ def plot(result, path, title):
     plt.close(fig)
 
 
-def write_report(result, prefix, title):
-    """PREFIX.json, PREFIX.md and PREFIX.png, each written atomically; returns their paths."""
+def write_report(result, prefix, title, written=None):
+    """PREFIX.json, PREFIX.md and PREFIX.png, each written atomically and appended to `written` once it is;
+    returns their paths."""
     prefix = Path(prefix)
     paths = [prefix.with_name(prefix.name + ext) for ext in (".json", ".md", ".png")]
+    written = [] if written is None else written
     write_json(paths[0], result)
+    written.append(paths[0])
     with atomic_path(paths[1]) as tmp:
         tmp.write_text(markdown(result, title))
+    written.append(paths[1])
     plot(result, paths[2], title)
+    written.append(paths[2])
     return paths
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Measure generated songs against a game's training and held-out "
-                                            "songs: pitch, scale, melody, rhythm, structure (returns to a theme), "
-                                            "originality (runs copied from the training songs), and the overlap "
-                                            "of each figure's distribution with the training songs'. "
-                                            "Deterministic: the same input gives the same report.")
+    written = []
+
+    def kept():
+        return f"wrote only {', '.join(map(str, written))}" if written else "no report written"
+
+    return run_command(lambda: command(argv, written), kept)
+
+
+def command(argv, written):
+    p = Parser(description="Measure generated songs against a game's training and held-out "
+                           "songs: pitch, scale, melody, rhythm, structure (returns to a theme), "
+                           "originality (runs copied from the training songs), and the overlap "
+                           "of each figure's distribution with the training songs'. "
+                           "Deterministic: the same input gives the same report.")
     p.add_argument("--game", required=True, help="game whose songs are the reference (e.g. pokemon_red_blue_yellow)")
     p.add_argument("--generated", nargs="+", action="extend", default=[], metavar="DIR",
                    help="folder of generated .mid files; one set per folder, repeatable (default: none, "
@@ -285,33 +299,31 @@ def main(argv=None):
                         f"<project>/<game>/weights; without one there, the game's default split)")
     p.add_argument("--out", default="", metavar="PREFIX",
                    help="writes PREFIX.json, PREFIX.md, PREFIX.png (default: <project>/docs/eval/<game>)")
-    p.add_argument("--beats-per-bar", type=int, default=4, metavar="N",
+    p.add_argument("--beats-per-bar", type=checked(int, between(1, 64)), default=4, metavar="N",
                    help="beats per bar for bar-level figures (default: %(default)s, the songs' 4/4)")
-    p.add_argument("--ngram", type=int, default=NGRAM, metavar="N",
+    p.add_argument("--ngram", type=checked(int, between(2, 1000)), default=NGRAM, metavar="N",
                    help="notes per run when counting runs copied from the training songs (default: %(default)s)")
     args = p.parse_args(argv)
     if args.label and len(args.label) != len(args.generated):
-        sys.exit(f"error: {len(args.label)} --label names for {len(args.generated)} --generated folders")
+        raise ValueError(f"{len(args.label)} --label names for {len(args.generated)} --generated folders")
+    prefix = Path(args.out) if args.out else ROOT / "docs" / "eval" / args.game
+    writable_file(prefix.with_name(prefix.name + ".json"), "report")  # before the minutes of measuring
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    try:
-        train, held, source = game_split(args.game, args.data_dir, args.model_dir)
-        say(f"{args.game}: {len(train)} training and {len(held)} held-out songs ({source})")
-        train_names, train_notes = melodies(train)
-        held_names, held_notes = melodies(held)
-        sets, names = {}, {TRAIN: train_names, HELDOUT: held_names}
-        for i, folder in enumerate(args.generated):
-            label = args.label[i] if args.label else Path(folder).resolve().name
-            if label in sets:
-                raise ValueError(f"two sets are labelled {label!r}; give each --generated a --label")
-            names[label], sets[label] = read_folder(folder)
-        result = evaluate_sets(sets, train_notes, held_notes, args.beats_per_bar, names, args.ngram, say)
-        result.update(game=args.game, split=source)
-        prefix = Path(args.out) if args.out else ROOT / "docs" / "eval" / args.game
-        title = (f"{args.game}: generated songs against the game's songs" if sets
-                 else f"{args.game}: held-out against training songs")
-        paths = write_report(result, prefix, title)
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
+    train, held, source = game_split(args.game, args.data_dir, args.model_dir)
+    say(f"{args.game}: {len(train)} training and {len(held)} held-out songs ({source})")
+    train_names, train_notes = melodies(train)
+    held_names, held_notes = melodies(held)
+    sets, names = {}, {TRAIN: train_names, HELDOUT: held_names}
+    for i, folder in enumerate(args.generated):
+        label = args.label[i] if args.label else Path(folder).resolve().name
+        if label in sets:
+            raise ValueError(f"two sets are labelled {label!r}; give each --generated a --label")
+        names[label], sets[label] = read_folder(folder)
+    result = evaluate_sets(sets, train_notes, held_notes, args.beats_per_bar, names, args.ngram, say)
+    result.update(game=args.game, split=source)
+    title = (f"{args.game}: generated songs against the game's songs" if sets
+             else f"{args.game}: held-out against training songs")
+    paths = write_report(result, prefix, title, written)
     print("\n".join(str(p) for p in paths))
 
 

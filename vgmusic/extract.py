@@ -1,36 +1,54 @@
 """MIDI files -> songs in data/: the original token stream plus timed notes per part.
 
-Each file is parsed once with music21 and cached by the sha256 of its bytes, so a
-re-run over unchanged songs reads JSON only (music21 is not even imported). What
-is cached is richer than the original tokens: every pitched part's notes with
-onset, duration and pitch, the instrument, and the key, so that encodings with
-rhythm, octaves and transposition need no second parse.
+Each file is parsed once with music21 and cached by the sha256 of its bytes in data/cache/<sha256>.json,
+written the moment the file is done: a re-run over unchanged songs reads JSON only (music21 is not even
+imported), and an interrupted run resumes where it stopped. What is cached is richer than the original
+tokens: every pitched part's notes with onset, duration and pitch, the instrument, and the key, so that
+encodings with rhythm, octaves and transposition need no second parse.
+
+Every file is parsed in a child process of its own, bounded in time (--timeout) and memory (--max-memory):
+one broken file (a single maximal delta time kept music21 busy for hours, its memory climbing) is skipped
+with its reason instead of hanging the run. Failures are cached too, with those bounds, so a re-run does not
+wait on the same file again unless the bound it ran past is raised. A bad file, or a game folder without a
+usable song, is skipped with a warning naming it, and the rest is written.
 """
 import hashlib
 import json
 import os
+import stat
 import sys
+import tempfile
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
 
+from .bounded import run_bounded
+from .config import ExtractConfig
 from .store import write_json
 
 # Bump when what parse_midi returns changes, so stale cache entries are re-parsed.
 EXTRACT_VERSION = 2
 MIDI_SUFFIXES = (".mid", ".midi")
+# Failures that recur with the same bounds, so a re-run skips them from the cache; a crash
+# or a file changed while being read may not recur, and is tried again.
+LASTING = ("invalid", "timeout", "memory")
+# tqdm's monitor thread would make every parser's fork (bounded.py) a fork of a multi-threaded process
+tqdm.monitor_interval = 0
 
 
 class NoUsableSongs(ValueError):
     pass
 
 
-def midi_files(folder):
-    # dot files are temporaries of interrupted writes (store.atomic_path), never songs
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.suffix.lower() in MIDI_SUFFIXES and p.is_file() and not p.name.startswith("."))
+def shown(path):
+    """A path as text that prints anywhere, on one line: bytes that are not UTF-8 as \\xe9, a newline as \\n."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _unreadable(e):
+    return f"cannot be read ({e.strerror or e})"
 
 
 def classic_token(element):
@@ -50,14 +68,46 @@ def _has_pitched(stream):
     return any(isinstance(n, (note.Note, chord.Chord)) for n in stream.recurse().notes)
 
 
+def unwrap_riff(data):
+    """The standard MIDI file inside an RMID file (RIFF-wrapped MIDI, as Windows saved it); other bytes as they are."""
+    if data[:4] != b"RIFF":
+        return data
+    at = data.find(b"data", 12) if data[8:12] == b"RMID" else -1  # the first chunk, in every RMID file seen
+    if at < 0:
+        raise ValueError("a RIFF file, but not RIFF MIDI (RMID) with a 'data' chunk")
+    return data[at + 8:at + 8 + int.from_bytes(data[at + 4:at + 8], "little")]
+
+
+def _read(path):
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(_unreadable(e)) from None
+
+
 def parse_midi(path):
-    """Parse one file. Raises ValueError with the reason when it holds nothing usable."""
+    """Parse one file in this process, unbounded (parse_file bounds it). Raises ValueError with the reason
+    when it holds nothing usable."""
+    return parse_data(_read(path))
+
+
+def parse_data(data):
+    """parse_midi on a file's bytes."""
     import music21
     from music21 import chord, instrument, note
+    data = unwrap_riff(data)
+    if data[:4] == b"MThd" and len(data) >= 14:  # what music21 refuses with an obscure message
+        if data[8:10] == b"\0\2":
+            raise ValueError("MIDI type 2 (independent patterns), which music21 cannot read")
+        if data[12] & 0x80:
+            raise ValueError("SMPTE timing (frames per second, not beats), which music21 cannot read")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            score = music21.converter.parse(str(path), format="midi")
+            # from the bytes, not the path: music21 would also load and store pickles of the file
+            score = music21.converter.parseData(data, format="midi")
+    except MemoryError:
+        raise
     except Exception as e:  # music21 raises many kinds on corrupt input
         raise ValueError(f"not a readable MIDI file ({type(e).__name__}: {str(e)[:120]})") from None
 
@@ -111,106 +161,234 @@ def parse_midi(path):
             "tempo": round(float(tempo or 120.0), 3)}
 
 
-def _parse_job(path):
+def _parse_job(job):
+    """The work of one parser process (bounded.run_bounded): a (path, sha256 or None) job's dict, or
+    {"error", "kind"}."""
+    path, digest = job
     try:
-        return str(path), parse_midi(path), None
-    except Exception as e:
-        return str(path), None, str(e) or type(e).__name__
+        data = _read(path)
+        if digest and hashlib.sha256(data).hexdigest() != digest:
+            return {"error": "changed while being read; run again", "kind": "changed"}
+        return parse_data(data)
+    except MemoryError:
+        raise  # run_bounded reports it once the parse's memory is released
+    except Exception as e:  # music21 failing past parse_data's guards: still a reason, not a traceback
+        return {"error": str(e) if isinstance(e, ValueError) else
+                f"not a readable MIDI file ({type(e).__name__}: {str(e)[:120]})", "kind": "invalid"}
+
+
+def parse_bounded(jobs, workers, timeout, max_memory, done):
+    """Parse (path, sha256 or None) jobs in child processes, `workers` at a time, each bounded by `timeout`
+    seconds and `max_memory` MB; call done(job, result) as each ends. Children still running when this
+    returns or raises (Ctrl-C, a failed write in `done`) are killed."""
+    run_bounded(jobs, _parse_job, workers, timeout, max_memory, done, preload=("music21",), name="the parser")
+
+
+def parse_file(path, timeout=ExtractConfig.timeout, max_memory=ExtractConfig.max_memory):
+    """parse_midi in a child process, bounded as extraction bounds every file: the same dict, or ValueError
+    with the reason (unreadable, unusable, or past `timeout` seconds or `max_memory` MB)."""
+    results = []
+    parse_bounded([(Path(path), None)], 1, timeout, max_memory, lambda job, result: results.append(result))
+    if "error" in results[0]:
+        raise ValueError(results[0]["error"])
+    return results[0]
 
 
 def sha256_file(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _read_cache(cache_file):
     try:
         entry = json.loads(cache_file.read_text())
-        return entry if entry.get("version") == EXTRACT_VERSION else None
+        return entry if isinstance(entry, dict) and entry.get("version") == EXTRACT_VERSION else None
     except (OSError, ValueError):
         return None
 
 
-def extract(songs_dir, data_dir, games=(), workers=0, progress=True):
-    """Parse every game folder, write data/<game>.json and data/vocab.json; return the vocabulary."""
+def _retry(entry, timeout, max_memory):
+    """Whether a cached failure is worth another try: it ran past a bound that is now higher."""
+    return (entry.get("kind") == "timeout" and timeout > entry.get("timeout", 0)
+            or entry.get("kind") == "memory" and max_memory > entry.get("max_memory", 0))
+
+
+def _write(path, obj):
+    """write_json, naming the file when it fails: a failed write() names none (ENOSPC, EIO)."""
+    try:
+        write_json(path, obj)
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), shown(path)) from None
+
+
+def _check_writable(*folders):
+    """Fail before anything is parsed, naming the folder, where the results could not be written."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable.")
+            os.close(fd)
+            os.unlink(probe)
+        except (FileExistsError, NotADirectoryError):
+            file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+            raise ValueError(f"{shown(folder)}: " + ("a file, not a folder" if file == folder else
+                                                     f"cannot be a folder: {shown(file)} is a file")) from None
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, shown(folder)) from None
+
+
+def _songs_in(folder, skip):
+    """[(path, sha256)] of the MIDI files in one game folder, and how many entries are named like one;
+    a name that is no readable file (a folder, a broken link, no permission) is skipped."""
+    found, named = [], 0
+    for path in sorted(Path(folder).iterdir()):
+        # dot files are temporaries of interrupted writes (store.atomic_path), never songs
+        if path.suffix.lower() not in MIDI_SUFFIXES or path.name.startswith("."):
+            continue
+        named += 1
+        try:
+            mode = path.stat().st_mode
+            if stat.S_ISREG(mode):
+                found.append((path, sha256_file(path)))
+            else:  # a pipe or a device would block the reader
+                skip(path, "a folder, not a MIDI file" if stat.S_ISDIR(mode) else "not a regular file")
+        except OSError as e:  # vanished since listed, no permission, an I/O error
+            broken = isinstance(e, FileNotFoundError) and path.is_symlink()
+            skip(path, "a broken symbolic link" if broken else _unreadable(e))
+    return found, named
+
+
+def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=ExtractConfig.timeout,
+            max_memory=ExtractConfig.max_memory, status=None):
+    """Parse every game folder, write data/<game>.json and data/vocab.json; return (summary, vocabulary).
+    A bad file or game folder is skipped with a warning; `status`, a dict, counts those in "skipped" and
+    the songs cached in "done" of "total", for a report when the run is cut short."""
+    status = {} if status is None else status
+    status["skipped"] = 0
+
+    def skip(path, reason, what="skipping"):
+        status["skipped"] += 1
+        tqdm.write(f"warning: {what} {shown(path)}: {reason}", file=sys.stderr)
+
     songs_dir, data_dir = Path(songs_dir), Path(data_dir)
     if not songs_dir.is_dir():
-        raise NoUsableSongs(f"{songs_dir}: songs folder not found (put one folder of .mid files per game there)")
-    folders = [songs_dir / g for g in games] if games else sorted(p for p in songs_dir.iterdir() if p.is_dir())
+        raise NoUsableSongs(f"{shown(songs_dir)}: songs folder not found (put one folder of .mid files per game there)")
+    folders = list(dict.fromkeys(songs_dir / g for g in games)) if games else sorted(
+        p for p in songs_dir.iterdir() if p.is_dir())
     if not folders:
-        raise NoUsableSongs(f"{songs_dir}: no game folders (expected {songs_dir}/<game>/*.mid)")
-    cache_dir = data_dir / "cache"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+        raise NoUsableSongs(f"{shown(songs_dir)}: no game folders (expected {shown(songs_dir)}/<game>/*.mid)")
+    cache_dir = status["cache"] = data_dir / "cache"
+    _check_writable(data_dir, cache_dir)
 
-    files = {}
+    files, reasons = {}, {}
     for folder in folders:
         if not folder.is_dir():
-            raise NoUsableSongs(f"{folder}: game folder not found")
-        files[folder.name] = [(f, sha256_file(f)) for f in midi_files(folder)]
-        if not files[folder.name]:
-            raise NoUsableSongs(f"{folder}: no .mid or .midi files")
+            reasons[folder.name] = "game folder not found"
+            continue
+        try:
+            files[folder.name] = _songs_in(folder, skip)
+        except OSError as e:
+            reasons[folder.name] = f"cannot be listed ({e.strerror})"
 
-    parsed, failed = {}, {}
-    todo = []
-    for game_files in files.values():
-        for path, digest in game_files:
-            entry = _read_cache(cache_dir / f"{digest}.json")
-            if entry is not None:
-                parsed[digest] = entry
-            elif digest not in failed and all(d != digest for _, d in todo):
-                todo.append((path, digest))
-    if todo:
-        workers = workers or os.cpu_count() or 1
-        digests = {str(p): d for p, d in todo}
-        bar = tqdm(total=len(todo), desc="parsing MIDI", unit="song", disable=not progress, file=sys.stderr)
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-            for path, entry, error in pool.map(_parse_job, [p for p, _ in todo]):
-                bar.update(1)
-                if error:
-                    failed[digests[path]] = error
+    entries, earlier, todo = {}, set(), {}
+    for found, _ in files.values():
+        for path, digest in found:
+            if digest not in entries and digest not in todo:
+                entry = _read_cache(cache_dir / f"{digest}.json")
+                if entry is None or _retry(entry, timeout, max_memory):
+                    todo[digest] = path
                 else:
-                    parsed[digests[path]] = entry
-                    write_json(cache_dir / f"{digests[path]}.json", entry)
-        bar.close()
+                    entries[digest] = entry
+                    earlier.add(digest)
+    status.update(total=len(entries) + len(todo), done=len(entries))
+    if todo:
+        bar = tqdm(total=len(todo), desc="parsing MIDI", unit="song", file=sys.stderr,
+                   disable=None if progress else True)
 
-    vocab = set()
-    summary = {}
-    for game, game_files in files.items():
-        songs = []
-        for path, digest in game_files:
-            if digest in failed:
-                print(f"warning: skipping {path}: {failed[digest]}", file=sys.stderr)
-                continue
-            entry = parsed[digest]
-            if not entry["classic"]:
-                print(f"warning: skipping {path}: no pitched notes in any part", file=sys.stderr)
-                continue
-            songs.append({"file": path.name, "sha256": digest, **{k: v for k, v in entry.items() if k != "version"}})
-            vocab.update(entry["classic"])
+        def done(job, result):
+            bar.update(1)
+            entries[job[1]] = result
+            if "error" in result:
+                if result["kind"] not in LASTING:
+                    return
+                result.update(version=EXTRACT_VERSION, timeout=timeout, max_memory=max_memory)
+            _write(cache_dir / f"{job[1]}.json", result)
+            status["done"] += 1
+        try:
+            parse_bounded([(p, d) for d, p in todo.items()], workers or os.cpu_count() or 1, timeout, max_memory,
+                          done)
+        finally:
+            bar.close()
+
+    vocab, summary = set(), {}
+    for game, (found, named) in files.items():
+        songs, first = [], {}
+        for path, digest in found:
+            entry = entries[digest]
+            if "error" in entry:
+                again = {"timeout": "--timeout", "memory": "--max-memory"}.get(entry["kind"])
+                skip(path, entry["error"] + (f" (in an earlier run: a higher {again} tries it again)"
+                                             if again and digest in earlier else ""))
+            elif digest in first:  # once only: a copy could fall on both sides of the train/held-out split
+                tqdm.write(f"note: skipping {shown(path)}: the same bytes as {shown(first[digest].name)}",
+                           file=sys.stderr)
+            elif not entry["classic"]:
+                skip(path, "no pitched notes in any part")
+            else:
+                first[digest] = path
+                songs.append({"file": shown(path.name), "sha256": digest,
+                              **{k: v for k, v in entry.items() if k != "version"}})
+                vocab.update(entry["classic"])
         if not songs:
-            raise NoUsableSongs(f"{songs_dir / game}: no usable song among {len(game_files)} file(s)")
-        write_json(data_dir / f"{game}.json", {"game": game, "songs": songs})
+            reasons[game] = f"no usable song among {named} file(s)" if named else "no .mid or .midi files"
+            continue
+        _write(data_dir / f"{game}.json", {"game": shown(game), "songs": songs})
         summary[game] = (len(songs), sum(len(s["classic"]) for s in songs))
+    if not summary:
+        raise NoUsableSongs(f"{shown(folders[0])}: {reasons[folders[0].name]}" if len(folders) == 1 else
+                            f"{shown(songs_dir)}: no usable song in any of its {len(folders)} game folders")
+    for game, reason in reasons.items():
+        skip(songs_dir / game, reason, "skipping game folder")
 
-    # The vocabulary spans every game in data/, not just those re-extracted now, so
-    # extracting one game never silently re-numbers the tokens another game's model uses.
-    for other in data_dir.glob("*.json"):
-        if other.name != "vocab.json" and other.stem not in files:
-            for song in json.loads(other.read_text()).get("songs", []):
-                vocab.update(song["classic"])
+    # The vocabulary spans every game in data/, not just those extracted now, so extracting one
+    # game never silently re-numbers the tokens another game's model uses.
+    for other in sorted(data_dir.glob("*.json")):
+        if other.name != "vocab.json" and other.stem not in summary:
+            try:
+                for song in json.loads(other.read_text()).get("songs", []):
+                    vocab.update(song["classic"])
+            except (OSError, ValueError, AttributeError, KeyError, TypeError):
+                tqdm.write(f"warning: {shown(other)}: not a game's songs; its tokens are left out of the "
+                           "vocabulary", file=sys.stderr)
     tokens = sorted(vocab)
-    write_json(data_dir / "vocab.json", {"classic": tokens})
+    _write(data_dir / "vocab.json", {"classic": tokens})
     return summary, tokens
 
 
 def main(argv=None):
-    from .config import ExtractConfig, build, parser_for
-    parser = parser_for(ExtractConfig, "Parse every MIDI file under midi_songs/<game>/ into data/<game>.json "
-                                       "and one global vocabulary in data/vocab.json.")
+    from .config import build, parser_for, run_command
+    parser = parser_for(ExtractConfig, "Parse every MIDI file under midi_songs/<game>/, each within --timeout and "
+                        "--max-memory, into data/<game>.json and one vocabulary, data/vocab.json. Exit status: 0 all "
+                        "extracted; 1 something skipped (the rest written) or an error; 2 bad usage; 130/143 "
+                        "interrupted (what was parsed stays cached: run again to resume).")
     cfg = build(ExtractConfig, parser.parse_args(argv))
-    try:
-        summary, tokens = extract(cfg.songs_dir, cfg.data_dir, cfg.games, cfg.workers)
-    except NoUsableSongs as e:
-        sys.exit(f"error: {e}")
-    for game, (n, t) in summary.items():
-        print(f"{game}: {n} songs, {t} tokens")
-    print(f"vocabulary: {len(tokens)} tokens -> {Path(cfg.data_dir) / 'vocab.json'}")
+    status = {}
+
+    def body():
+        summary, tokens = extract(cfg.songs_dir, cfg.data_dir, cfg.games, cfg.workers, timeout=cfg.timeout,
+                                  max_memory=cfg.max_memory, status=status)
+        for game, (n, t) in summary.items():
+            print(f"{shown(game)}: {n} songs, {t} tokens")
+        print(f"vocabulary: {len(tokens)} tokens -> {shown(Path(cfg.data_dir) / 'vocab.json')}")
+        if status["skipped"]:
+            print(f"warning: {status['skipped']} skipped (see above); everything else is written", file=sys.stderr)
+        return 1 if status["skipped"] else 0
+
+    def kept():
+        if "total" not in status:
+            return "nothing was parsed or written yet (it was listing the songs)"
+        return (f"{status['done']} of {status['total']} songs parsed and cached in {shown(status['cache'])}; "
+                "run again to resume")
+    sys.exit(run_command(body, kept))

@@ -378,6 +378,19 @@ class _Stepper:
                              f"got {seed.shape[1]}")
         return seed
 
+    def expand(self, k):
+        """Every row becomes k rows (row i -> rows i*k ... i*k+k-1) that go on from the same state: the
+        candidates of one song share the work of reading it."""
+        def rep(a):
+            return np.repeat(a, k, axis=0)
+        self.batch *= k
+        if hasattr(self, "states"):
+            self.states = [(rep(h), rep(c)) for h, c in self.states]
+        else:
+            self.buffer = rep(self.buffer)
+            if getattr(self, "cache", None) is not None:
+                self.cache = [tuple(rep(a) for a in kv) for kv in self.cache]
+
     def _ids(self, ids):
         ids = _check_ids(np.reshape(ids, -1), self.net.vocab_size, 1, "ids")
         if len(ids) != self.batch:

@@ -5,10 +5,14 @@ position (many-to-many): one window gives `window` training targets instead of t
 one. bilstm and attention read the window in both directions, so they can only predict the
 token after it (many-to-one), as the second seed project's models did.
 
+The callbacks vgmusic.train fits them with are here too, beside everything else that needs Keras.
+
 Composing runs these networks without TensorFlow (vgmusic.infer reads the weights file Keras
 writes); KerasStepper here runs the Keras layers themselves behind the same interface, the
 reference the NumPy path is tested against.
 """
+import io
+import time
 from pathlib import Path
 
 import h5py
@@ -16,6 +20,7 @@ import numpy as np
 
 from . import quiet_tensorflow
 from .checkpoint import ARCH_KEYS
+from .encode import token_kind
 from .store import atomic_path
 
 keras = quiet_tensorflow()
@@ -136,6 +141,14 @@ class KerasStepper:
         self.buffer = seed[:, -self.window:]
         return self._window_logits()
 
+    def expand(self, k):
+        """Every row becomes k rows going on from the same state, as vgmusic.infer's steppers do."""
+        self.batch *= k
+        if self.arch == "lstm":
+            self.state = [np.repeat(np.asarray(s), k, axis=0) for s in self.state]
+        else:
+            self.buffer = np.repeat(self.buffer, k, axis=0)
+
     def step(self, ids):
         ids = np.asarray(ids, np.int32).reshape(self.batch)
         if self.arch != "lstm":
@@ -160,27 +173,43 @@ def keras_stepper(arch, model, window, batch=1):
     return KerasStepper(arch, model, window, batch)
 
 
+class _InMemory(io.BytesIO):
+    """An in-memory target for model.save_weights, which checks that its target's name ends in .weights.h5."""
+
+    def __str__(self):
+        return "memory.weights.h5"
+
+
+def weights_bytes(model, optimizer=True):
+    """The bytes of the `.weights.h5` file model.save_weights writes, built in memory; optimizer=False
+    leaves out the optimizer's state (Adam's two moments triple the file), which composing never reads.
+
+    HDF5 never writes to disk here: a file that fails mid-write (a full disk) stays open inside the
+    HDF5 library, which then crashes the interpreter at exit (segfault in H5_term_library). The
+    caller writes these bytes with Python, whose write errors are plain OSErrors.
+    """
+    full = _InMemory()
+    model.save_weights(full)
+    if optimizer:
+        return full.getvalue()
+    out = io.BytesIO()
+    with h5py.File(full, "r") as src, h5py.File(out, "w") as dst:
+        dst.attrs.update(src.attrs)
+        for key in src:
+            if key != "optimizer":
+                src.copy(src[key], dst, name=key)
+    return out.getvalue()
+
+
 def save_compose_weights(model, path):
     """Write the network's weights alone, atomically: what composing loads, into a fresh build_model(...)
-    with model.load_weights or into vgmusic.infer.NumpyNet.
-
-    model.save_weights also writes the optimizer's state once the model has trained (Adam's two moments
-    triple the file), which composing never reads; the copy keeps every other group as Keras wrote it.
-    """
+    with model.load_weights or into vgmusic.infer.NumpyNet."""
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: weights files must end in .weights.h5")
+    data = weights_bytes(model, optimizer=False)
     with atomic_path(path) as tmp:
-        full = tmp.with_name(tmp.name[: -len(".weights.h5")] + ".full.weights.h5")
-        try:
-            model.save_weights(full)
-            with h5py.File(full, "r") as src, h5py.File(tmp, "w") as dst:
-                dst.attrs.update(src.attrs)
-                for key in src:
-                    if key != "optimizer":
-                        src.copy(src[key], dst, name=key)
-        finally:
-            full.unlink(missing_ok=True)
+        tmp.write_bytes(data)
 
 
 # name: (builder, many-to-many targets?)
@@ -205,3 +234,81 @@ def build_model(arch, vocab_size, hparams):
 def many_to_many(arch):
     check_arch(arch)
     return ARCHS[arch][1]
+
+
+# --- what vgmusic.train fits with -------------------------------------------------------------------
+
+class KindLoss(keras.callbacks.Callback):
+    """Held-out loss split by what the target token says (pitch, duration, wait).
+
+    The total hid that pitches were picked no better than chance while rhythm was learned,
+    so each kind is logged (and written to history.csv) every epoch. `check()` runs before each batch.
+    """
+
+    def __init__(self, val_data, vocab, check=lambda: None):
+        super().__init__()
+        self.val_data, self.check = val_data, check
+        kinds = [token_kind(t) for t in vocab.tokens]
+        self.names = sorted({k for k in kinds if k != "pad"})
+        self.kind_of = np.array([self.names.index(k) if k != "pad" else -1 for k in kinds])
+
+    def on_epoch_end(self, epoch, logs=None):
+        sums, counts = np.zeros(len(self.names)), np.zeros(len(self.names))
+        for x, y in self.val_data:
+            self.check()
+            logits = self.model(x, training=False).numpy().astype(np.float64)
+            y = y.numpy()
+            logp = logits - logits.max(-1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+            nll = -np.take_along_axis(logp, y[..., None], -1)[..., 0]
+            kind = self.kind_of[y]
+            keep = kind >= 0
+            np.add.at(sums, kind[keep], nll[keep])
+            np.add.at(counts, kind[keep], 1)
+        for i, name in enumerate(self.names):
+            if counts[i]:
+                logs[f"val_{name}"] = float(sums[i] / counts[i])
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Hands each epoch's row of history to `save(model, row)` (True when the epoch is the best so far),
+    prints it, and calls `check()` between steps: vgmusic.train raises a held Ctrl-C there."""
+
+    def __init__(self, save, check, progress):
+        super().__init__()
+        self.save, self.check, self.progress = save, check, progress
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    # batch *begin*: a callback with batch-end methods would keep Keras from running those asynchronously
+    def on_train_batch_begin(self, batch, logs=None):
+        self.check()
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_loss": float(logs["val_loss"]),
+               "seconds": round(time.perf_counter() - self.t0, 3),
+               **{k: round(v, 5) for k, v in logs.items() if k.startswith("val_") and k != "val_loss"}}
+        improved = self.save(self.model, row)
+        kinds = ", ".join(f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("val_") and k != "val_loss")
+        print(f"epoch {epoch + 1}: loss {row['loss']:.3f}, held-out {row['val_loss']:.3f}"
+              f"{f' ({kinds})' if kinds else ''}{' best' if improved else ''}", file=self.progress, flush=True)
+        self.check()
+
+
+class Budget(keras.callbacks.Callback):
+    """Stops training once the wall-clock budget is spent; the partial epoch is still validated and saved."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.t0 = seconds, None
+
+    def on_train_begin(self, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() - self.t0 > self.seconds:
+            self.model.stop_training = True

@@ -18,7 +18,6 @@ import os
 # window models when cores are busy). Set before NumPy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import datetime  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 from collections import deque  # noqa: E402
@@ -26,11 +25,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from . import ROOT  # noqa: E402
 from .checkpoint import read_sidecar, weights_path  # noqa: E402
-from .config import PredictConfig, build, default_model_dir, parser_for  # noqa: E402
-from .encode import GRID, MAX_STEP, PAD, get_encoding, load_songs, token_kind  # noqa: E402
-from .render import piano_roll, write_midi  # noqa: E402
+from .config import default_model_dir, parse_key  # noqa: E402
+from .encode import GRID, MAX_STEP, PAD, get_encoding, token_kind  # noqa: E402
 
 BEATS_PER_BAR = 4  # the songs are in 4/4 (music21 reads no other metre from most of them)
 BAR = BEATS_PER_BAR * GRID
@@ -90,22 +87,55 @@ def parse_form(form):
     return [(m[0].upper(), m[1] == "'") for m in re.findall(r"([A-Za-z])('?)", form)]
 
 
-class Row:
-    """One song being written: where it is in time and in the form, and what it must replay."""
+def fit_token(enc, vocab, token, now, end, count, limit, forced):
+    """The token to feed at time `now` when the song (or phrase) must end exactly at `end`: a row past
+    `limit` sampled tokens is stuck (e.g. chords without waits) and rests instead; a wait past the end
+    is cut at it, its remainder queued on `forced`, so every phrase is whole bars."""
+    if count > limit and token_kind(token) != "wait":
+        token = f"w{MAX_STEP}"
+    step = enc.advance(token)
+    if step and now + step > end:
+        waits = enc.waits(end - now)
+        forced.extend(vocab.index[w] for w in waits[1:])
+        token = waits[0]
+    return vocab.index[token]
 
-    def __init__(self, enc, vocab, form, phrase_bars, events):
+
+class Row:
+    """One song being written: where it is in time and in the form, and what it must replay.
+    It ends after `events` events at a phrase's end, or, given `bars`, after exactly that many bars.
+    `preroll` bars are composed first and dropped, so the song starts mid-music (a loop has no
+    beginning); `song` and `length` are the song's own tokens and grid steps."""
+
+    def __init__(self, enc, vocab, form, phrase_bars, events, bars=0, preroll=0):
         self.enc, self.vocab, self.form, self.events = enc, vocab, form, events
-        self.phrase = phrase_bars * BAR
-        self.tokens, self.now, self.section = [], 0, -1
+        self.phrase, self.total = phrase_bars * BAR, bars * BAR
+        self.tokens, self.now, self.section, self.t0, self.skip = [], 0, -1, 0, 0
         self.phrases = {}  # (letter, cycle) -> (tokens, index where its last bar starts)
+        self.sections = []  # (start step, label) of each phrase written: the piano roll's parts
         self.forced, self.done = deque(), False
-        self.next_section()
+        if preroll:  # a phrase outside the form, none of it kept
+            self.start, self.end, self.key, self.recording, self.count = 0, preroll * BAR, None, None, 0
+        else:
+            self.next_section()
+
+    @property
+    def song(self):
+        return self.tokens[self.skip:]
+
+    @property
+    def length(self):
+        return self.now - self.t0
 
     def next_section(self):
         self.section += 1
-        self.start, self.end = self.now, self.now + self.phrase
+        self.start = self.now
+        self.end = self.now + self.phrase if not self.total else min(self.now + self.phrase, self.t0 + self.total)
         letter, vary = self.form[self.section % len(self.form)]
-        self.key = (letter, self.section // len(self.form))  # each pass through the form has new themes
+        cycle = self.section // len(self.form)
+        self.key = (letter, cycle)  # each pass through the form has new themes
+        mark = "'" if vary else ""
+        self.sections.append((self.length, f"{letter}{cycle + 1 if cycle else ''}{mark}"))
         self.recording, self.cut, self.count = None, None, 0
         if self.key in self.phrases:
             tokens, cut = self.phrases[self.key]
@@ -117,17 +147,9 @@ class Row:
         """The token this row feeds next: a replayed one, or the sample fitted to the phrase's end."""
         if self.forced:
             return self.forced.popleft()
-        token = self.vocab.tokens[sampled]
         self.count += 1
-        if self.count > MAX_TOKENS_PER_BAR * self.phrase // BAR and token_kind(token) != "wait":
-            token = f"w{MAX_STEP}"  # stuck: rest out the phrase (the wait is cut at its end below)
-        step = self.enc.advance(token)
-        if step and self.now + step > self.end:
-            # a wait past the phrase's end is cut at it, so every phrase is whole bars
-            waits = self.enc.waits(self.end - self.now)
-            self.forced.extend(self.vocab.index[w] for w in waits[1:])
-            token = waits[0]
-        return self.vocab.index[token]
+        return fit_token(self.enc, self.vocab, self.vocab.tokens[sampled], self.now, self.end, self.count,
+                         MAX_TOKENS_PER_BAR * self.phrase // BAR, self.forced)
 
     def feed(self, token_id):
         self.tokens.append(token_id)
@@ -136,20 +158,48 @@ class Row:
         self.now += self.enc.advance(self.vocab.tokens[token_id])
         if self.recording is not None and self.cut is None and self.now >= self.end - BAR:
             self.cut = len(self.recording)
-        if self.now >= self.end:
-            if self.recording is not None:
-                self.phrases[self.key] = (self.recording, self.cut or len(self.recording))
-            made = self.enc.events([self.vocab.tokens[t] for t in self.tokens])
-            if made >= self.events and not self.forced:
-                self.done = True
-            else:
-                self.next_section()
+        if self.now < self.end:
+            return
+        if self.key is None:  # the preroll is over: the song starts here
+            self.t0, self.skip = self.now, len(self.tokens)
+            return self.next_section()
+        if self.recording is not None:
+            self.phrases[self.key] = (self.recording, self.cut or len(self.recording))
+        if self.total:
+            finished = self.length >= self.total
+        else:
+            finished = self.enc.events([self.vocab.tokens[t] for t in self.song]) >= self.events
+        if finished and not self.forced:
+            self.done = True
+        else:
+            # a replay longer than what is left (--bars) is cut at the song's end by the next phrase
+            self.next_section()
+            if self.total and self.forced:
+                self.forced = deque(clip(self.enc, self.vocab, list(self.forced), self.end - self.now))
+
+    def part_of(self, onset_steps):
+        return next(label for start, label in reversed(self.sections) if start <= onset_steps)
+
+
+def clip(enc, vocab, ids, length):
+    """The tokens of `ids` that fall within `length` grid steps, the last wait cut at it."""
+    out, now = [], 0
+    for i in ids:
+        step = enc.advance(vocab.tokens[i])
+        if now + step > length:
+            return out + [vocab.index[w] for w in enc.waits(length - now)]
+        out.append(i)
+        now += step
+        if now == length and step:
+            return out
+    return out
 
 
 def compose_tokens(make_stepper, enc, vocab, seed_ids, events, rng, temperature=1.0, top_k=0, top_p=1.0,
-                   form="AA'BA'", phrase_bars=4, batch=1):
-    """Token ids of `batch` songs of at least `events` events, each ending on a phrase's (bar's) end."""
-    rows = [Row(enc, vocab, parse_form(form), phrase_bars, events) for _ in range(batch)]
+                   form="AA'BA'", phrase_bars=4, batch=1, bars=0, preroll=0, progress=None):
+    """`batch` songs (Rows) of at least `events` events, or of exactly `bars` bars, each ending on a bar
+    line. `progress(steps)` is told how far in time the slowest song has come."""
+    rows = [Row(enc, vocab, parse_form(form), phrase_bars, events, bars, preroll) for _ in range(batch)]
     stepper = make_stepper(batch)
     logits = stepper.start(np.tile(np.asarray(seed_ids, np.int64)[None], (batch, 1)))
     banned = [vocab.index[PAD]] if PAD in vocab.index else []
@@ -160,15 +210,17 @@ def compose_tokens(make_stepper, enc, vocab, seed_ids, events, rng, temperature=
             if not row.done:
                 feed[i] = row.choose(sampled[i])
                 row.feed(int(feed[i]))
+        if progress:
+            progress(min(r.length for r in rows))
         logits = stepper.step(feed)
-    return [[vocab.tokens[t] for t in r.tokens] for r in rows], [r.now / GRID for r in rows]
+    return rows
 
 
 def prime_seed(path, enc, vocab, window, arch):
     """Seed ids from the end of a MIDI file, and the semitones that return a key-normalised song to its key."""
-    from .extract import parse_midi
+    from .extract import parse_file  # in a child process, bounded in time and memory like extraction
     try:
-        song = parse_midi(path)
+        song = parse_file(path)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     known = [t for t in [PAD] * window + enc.song_tokens(song) if t in vocab.index]
@@ -177,78 +229,108 @@ def prime_seed(path, enc, vocab, window, arch):
     return vocab.ids(known[-window:]), enc.song_shift(song), song.get("tempo")
 
 
-def new_generation_path(folder):
-    """<timestamp>.mid, with a counter when several songs are written within one second."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, n = folder / f"{stamp}.mid", 1
-    while path.exists():
-        n += 1
-        path = folder / f"{stamp}-{n}.mid"
-    return path
-
-
-def copy_warning(notes, meta, data_dir):
-    """One line when the song copies the training songs more than held-out human songs do, if they are here."""
-    baseline = meta.get("baselines", {}).get("copied_share")
-    if baseline is None:
-        return None
-    try:
-        songs = load_songs(data_dir, meta["game"])
-    except (OSError, ValueError):
-        return None  # the songs are not on this machine (shipped models): nothing to compare with
-    from .evaluate import originality
-    enc = get_encoding(meta["encoding"])
-    trained = {f for _, f, _ in meta["songs"]["train"]}
-    refs = [enc.song_notes(s) for s in songs if s["file"] in trained]
-    got = originality(notes, refs)
-    if got["copied_share"] > baseline + 0.05:
-        return (f"warning: {got['copied_share']:.0%} of this song's 8-note runs are in the training songs "
-                f"(held-out human songs: {baseline:.0%}); longest verbatim run {got['longest_match']} notes")
-    return None
-
-
-def compose(cfg, game, engine="numpy"):
+def compose(cfg, game, engine="numpy", progress=False):
+    """(sidecar, songs): `cfg.num` songs composed as one batch, each a dict of its tokens, timed notes
+    [onset, duration, pitch] in beats, the part (form section) of each note, its length and tempo,
+    and, with --loop, its seam figures. Nothing is written."""
     folder = Path(cfg.model_dir) if cfg.model_dir else default_model_dir(game)
     meta, vocab, make_stepper = load_model(folder, cfg.which, engine)
     enc = get_encoding(meta["encoding"])
     window = meta["hparams"]["window"]
-    rng = np.random.default_rng(None if cfg.seed < 0 else cfg.seed)
+    seed = cfg.seed if cfg.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 32)
+    rng = np.random.default_rng(seed)
     back, tempo = 0, meta.get("tempo")
     if cfg.prime:
-        seed, back, tempo = prime_seed(cfg.prime, enc, vocab, window, meta["arch"])
+        ids, back, tempo = prime_seed(cfg.prime, enc, vocab, window, meta["arch"])
     elif PAD in vocab.index:
-        seed = vocab.ids([PAD] * window)  # the start of a song, as every training song began
+        ids = vocab.ids([PAD] * window)  # the start of a song, as every training song began
     else:
         raise ValueError(f"{folder}: this model has no start-of-song token; seed it with --prime FILE.mid")
-    (tokens,), (end,) = compose_tokens(make_stepper, enc, vocab, seed, cfg.length, rng, cfg.temperature,
-                                       cfg.top_k, cfg.top_p, cfg.form, cfg.phrase_bars)
-    # a key-normalised model composes in C major / A minor: a primed song returns to the prime's key
-    notes = [[n[0], min(n[1], end - n[0]), n[2] - back] for n in enc.decode(tokens) if 0 <= n[2] - back <= 127]
-    out = Path(cfg.out) if cfg.out else new_generation_path(ROOT / game / "generations")
-    tempo = cfg.tempo or tempo or 120.0
-    write_midi(notes, out, tempo=tempo, program=cfg.program, end=end)
-    if cfg.roll:
-        piano_roll(notes, out.with_suffix(".png"), f"{game}: {meta['arch']}, form {cfg.form}", tempo)
-    return out, tokens, notes, meta
+    bpm = cfg.bpm or tempo or 120.0
+    bars = cfg.bars or (max(1, round(cfg.seconds * bpm / 60 / BEATS_PER_BAR)) if cfg.seconds else 0)
+    sampling = dict(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
+    with Progress(progress, bars, cfg.num) as shown:
+        def compose_more(n):
+            return compose_tokens(make_stepper, enc, vocab, ids, cfg.length, rng, form=cfg.form, batch=n,
+                                  phrase_bars=cfg.phrase_bars, bars=bars, progress=shown.composing,
+                                  preroll=cfg.phrase_bars if cfg.loop else 0, **sampling)
+        rows, loops = compose_more(cfg.num), [None] * cfg.num
+        if cfg.loop:
+            from .loop import close_loops, loop_songs
+            loops = loop_songs(rows, compose_more, lambda songs: close_loops(
+                make_stepper, enc, vocab, ids, songs, rng, candidates=cfg.loop_candidates,
+                progress=shown.closing, **sampling), cfg.loop_tries)
+    songs = []
+    for i, row in enumerate(rows):
+        loop = loops[i]
+        if loop:  # the song the loop closes, with the closing's last bar
+            row, closing = loop.pop("row"), loop.pop("tokens")
+        tokens = [vocab.tokens[t] for t in (closing if loop else row.song)]
+        end = row.length / GRID
+        # a key-normalised model composes in C major / A minor: a primed song returns to the prime's key
+        notes = [[n[0], min(n[1], end - n[0]), n[2] - back] for n in enc.decode(tokens) if 0 <= n[2] - back <= 127]
+        key = None
+        if cfg.key and notes:
+            shift, key = to_key(notes, cfg.key)
+            notes = [[n[0], n[1], n[2] + shift] for n in notes if 0 <= n[2] + shift <= 127]
+        songs.append({"tokens": tokens, "notes": notes, "parts": [row.part_of(round(n[0] * GRID)) for n in notes],
+                      "beats": end, "bpm": bpm, "events": enc.events(tokens), "key": key, "seed": seed,
+                      "index": i + 1, "loop": loop, "preroll": [vocab.tokens[t] for t in row.tokens[:row.skip]]})
+    return meta, songs
 
 
-def main(game=None, argv=None):
-    skip = ("game",) if game else ()
-    parser = parser_for(PredictConfig, f"Compose a new song with {game or 'a game'}'s trained model.", skip=skip)
-    args = parser.parse_args(argv)
-    game = game or args.game
-    if not game:
-        parser.error("--game is required")
-    cfg = build(PredictConfig, args, game=game)
-    try:
-        out, tokens, notes, meta = compose(cfg, game)
-        warning = copy_warning(notes, meta, cfg.data_dir)
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
-    enc = get_encoding(meta["encoding"])
-    beats = sum(enc.advance(t) for t in tokens) / GRID
-    print(f"wrote {out}: {enc.events(tokens)} events, {len(notes)} notes, {beats / BEATS_PER_BAR:g} bars, "
-          f"{len({n[2] for n in notes})} distinct pitches")
-    if warning:
-        print(warning, file=sys.stderr)
-    return out
+class Progress:
+    """A progress bar in beats while songs are composed, and another while their loops are closed; shown
+    only on a terminal and when asked for."""
+
+    def __init__(self, show, bars, num):
+        self.show, self.total, self.num, self.bar = show and sys.stderr.isatty(), bars * BEATS_PER_BAR, num, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+    def _to(self, what, beats):
+        if not self.show:
+            return
+        if self.bar is None or self.bar.desc != what:
+            from tqdm import tqdm
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=self.total or None, desc=what, unit="beat", file=sys.stderr, leave=False)
+        self.bar.update(max(0.0, beats - self.bar.n))
+
+    def composing(self, steps):
+        self._to(f"composing {self.num} song{'s' if self.num > 1 else ''}", steps / GRID)
+
+    def closing(self, steps):
+        self._to("closing loops", steps / GRID)
+
+
+# Krumhansl and Kessler's key profiles: how well each scale degree fits a major or a minor key.
+KEY_PROFILES = {"major": [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
+                "minor": [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]}
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def estimate_key(notes):
+    """(tonic pitch class, mode) by the Krumhansl-Schmuckler method, each note weighted by its length."""
+    weight = np.zeros(12)
+    for n in notes:
+        weight[int(n[2]) % 12] += n[1]
+    return max(((np.corrcoef(weight, np.roll(profile, tonic))[0, 1], tonic, mode)
+                for mode, profile in KEY_PROFILES.items() for tonic in range(12)))[1:]
+
+
+def to_key(notes, wanted):
+    """(semitones, key name reached) moving a song to the key named `wanted`. The song keeps its mode:
+    a major song asked for D minor goes to F major, which has D minor's notes."""
+    tonic, mode = estimate_key(notes)
+    target, target_mode = parse_key(wanted)
+    if target_mode != mode:
+        target = (target + (3 if target_mode == "minor" else -3)) % 12  # the relative key
+    shift = (target - tonic + 6) % 12 - 6  # the nearer way, so the song stays in its register
+    return shift, f"{NOTE_NAMES[target]} {mode}"

@@ -21,6 +21,10 @@ def atomic_path(path):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        if not e.filename:  # a write through an open file names nothing: name what was being written
+            e.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -6,22 +6,24 @@ The model folder ends up with:
   last.weights.h5     weights after the latest epoch (what --resume continues from)
   history.csv         loss and held-out loss per epoch
   learning_curve.png  the same, drawn
-Every file is replaced atomically, so Ctrl-C at any moment leaves the best weights usable.
+An epoch's files are written beside their targets and renamed into place together, with Ctrl-C held
+off for those milliseconds: the sidecar always describes the weights beside it, a full disk leaves the
+previous epoch's files whole, and Ctrl-C or SIGTERM at any moment ends in one line saying what is kept.
 """
-import csv
-import datetime
+import contextlib
 import io
+import json
+import signal
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from .config import (Parser, TrainConfig, add_flags, build, default_model_dir, game_overrides, os_error,
+                     parser_for, run_command)
 
-from .checkpoint import SIDECAR, WEIGHTS, describe
-from .config import TrainConfig, build, default_model_dir, game_overrides, parser_for
-from .encode import PAD, Vocab, flat_windows, get_encoding, load_songs, split_songs, token_kind
-from .model import build_model, keras, many_to_many, save_compose_weights, tf
-from .store import atomic_path, read_json, write_json
+# NumPy, h5py, TensorFlow and Keras (and the modules importing them) are imported inside the functions
+# that use them, once a command runs under config.run_command: Ctrl-C during their seconds of import then
+# ends in one line, not a traceback, and --help or a bad flag answers at once.
 
 
 def model_dir_of(cfg):
@@ -30,6 +32,7 @@ def model_dir_of(cfg):
 
 def prepare(cfg):
     """Encoding, vocabulary, song split and token ids, or a ValueError naming what is missing."""
+    from .encode import Vocab, get_encoding, load_songs, split_songs
     enc = get_encoding({"name": cfg.encoding, "parts": cfg.parts, "key_normalize": cfg.key_normalize}
                        if cfg.encoding == "event" else cfg.encoding)
     if cfg.encoding == "classic" and (cfg.key_normalize or cfg.transpose or cfg.diatonic):
@@ -76,6 +79,8 @@ def distinct(songs, enc):
 
 def datasets(cfg, vocab, train_ids, val_ids):
     """tf.data pipelines that cut windows from one flat token array, so memory stays O(tokens)."""
+    from .encode import PAD, flat_windows
+    from .model import many_to_many, tf
     pad = vocab.index.get(PAD)
     many = many_to_many(cfg.arch)
     # held-out windows: each held-out token is a target once (a song's last window may repeat a few)
@@ -98,73 +103,11 @@ def datasets(cfg, vocab, train_ids, val_ids):
     return out
 
 
-class Budget(keras.callbacks.Callback):
-    """Stops training once the wall-clock budget is spent; the partial epoch is still validated and saved."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds, self.t0 = seconds, None
-
-    def on_train_begin(self, logs=None):
-        self.t0 = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() - self.t0 > self.seconds:
-            self.model.stop_training = True
-
-
-class KindLoss(keras.callbacks.Callback):
-    """Held-out loss split by what the target token says (pitch, duration, wait).
-
-    The total hid that pitches were picked no better than chance while rhythm was learned,
-    so each kind is logged (and written to history.csv) every epoch.
-    """
-
-    def __init__(self, val_data, vocab):
-        super().__init__()
-        self.val_data = val_data
-        kinds = [token_kind(t) for t in vocab.tokens]
-        self.names = sorted({k for k in kinds if k != "pad"})
-        self.kind_of = np.array([self.names.index(k) if k != "pad" else -1 for k in kinds])
-
-    def on_epoch_end(self, epoch, logs=None):
-        sums, counts = np.zeros(len(self.names)), np.zeros(len(self.names))
-        for x, y in self.val_data:
-            logits = self.model(x, training=False).numpy().astype(np.float64)
-            y = y.numpy()
-            logp = logits - logits.max(-1, keepdims=True)
-            logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
-            nll = -np.take_along_axis(logp, y[..., None], -1)[..., 0]
-            kind = self.kind_of[y]
-            keep = kind >= 0
-            np.add.at(sums, kind[keep], nll[keep])
-            np.add.at(counts, kind[keep], 1)
-        for i, name in enumerate(self.names):
-            if counts[i]:
-                logs[f"val_{name}"] = float(sums[i] / counts[i])
-
-
 def check_resumable(old, new, where):
-    for key in ("format", "encoding", "arch", "hparams", "vocab_hash", "songs"):
+    for key in ("format", "encoding", "arch", "hparams", "vocab_hash", "songs", "select"):
         if old.get(key) != new.get(key):
             raise ValueError(f"{where}: cannot --resume, the saved model's {key} differs from this run's "
                              f"(start afresh without --resume, or pick another --model-dir)")
-
-
-def read_history(path):
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def write_history(path, rows):
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["epoch", "loss", "val_loss", "seconds"])
-    w.writeheader()
-    w.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
 
 
 def plot_curves(curves, path, title):
@@ -172,6 +115,7 @@ def plot_curves(curves, path, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from .checkpoint import write_together
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (label, rows) in enumerate(curves.items()):
         color = f"C{i}"
@@ -186,106 +130,178 @@ def plot_curves(curves, path, title):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    write_together(Path(path).parent, {Path(path).name: png.getvalue()})
 
 
-class Checkpointer(keras.callbacks.Callback):
-    """Saves last and best weights, the sidecar and the history after every epoch, atomically."""
+class Run:
+    """A training run's model folder and what is saved in it, one whole epoch at a time."""
 
-    def __init__(self, folder, meta, history, progress):
-        super().__init__()
-        self.folder, self.meta, self.history, self.progress = folder, meta, history, progress
-        self.t0 = None
+    def __init__(self, folder=None):
+        self.folder = Path(folder) if folder else None
+        self.meta, self.history = None, []  # this run's sidecar and history.csv, as they are on disk
+        self.saved = False  # whether the folder holds a checkpoint of this run's model
+        self.fitting = False
+        self.signal, self.held = None, {}
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t0 = datetime.datetime.now()
+    def hold_signals(self):
+        """From here to release_signals(), Ctrl-C and SIGTERM are recorded and raised by check(), called
+        where TensorFlow is between steps: raised inside it (while it traces a function or runs an eager
+        op) they came out as a SystemError or left half-made TensorFlow objects. A second one raises at once."""
+        from .checkpoint import interruption
 
-    def on_epoch_end(self, epoch, logs=None):
-        secs = (datetime.datetime.now() - self.t0).total_seconds()
-        row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "val_loss": float(logs["val_loss"]),
-               "seconds": round(secs, 3), **{k: round(v, 5) for k, v in logs.items() if k.startswith("val_")
-                                              and k != "val_loss"}}
-        self.history.append(row)
+        def record(signum, frame):
+            first, self.signal = self.signal is None, self.signal or signum
+            if not first:
+                raise interruption(self.signal)
+        # an ignored one stays ignored (nohup, a background job)
+        self.held = {s: signal.signal(s, record) for s in (signal.SIGINT, signal.SIGTERM)
+                     if signal.getsignal(s) is not signal.SIG_IGN}
+
+    def release_signals(self):
+        for s, handler in self.held.items():
+            signal.signal(s, handler)
+        self.held = {}
+
+    def check(self):
+        if self.signal is not None:
+            from .checkpoint import interruption
+            raise interruption(self.signal)
+
+    def save_epoch(self, model, row):
+        """Last weights, best weights if the epoch is the best, history and sidecar, together. Returns
+        whether the epoch is the best."""
+        from .checkpoint import CURVE, HISTORY, SIDECAR, WEIGHTS, history_text, uninterrupted, write_together
+        from .model import weights_bytes
+        meta, history = dict(self.meta, epochs_done=row["epoch"]), self.history + [row]
         # last keeps the optimizer's moments for --resume; best is what composing loads, weights only
-        with atomic_path(self.folder / WEIGHTS["last"]) as tmp:
-            self.model.save_weights(tmp)
-        best = self.meta["best_score"]
-        improved = best is None or row[self.meta["select"]] < best
+        files = {WEIGHTS["last"]: weights_bytes(model)}
+        improved = meta["best_score"] is None or row[meta["select"]] < meta["best_score"]
         if improved:
-            save_compose_weights(self.model, self.folder / WEIGHTS["best"])
-            self.meta.update(best_score=row[self.meta["select"]], best_val_loss=row["val_loss"], best_epoch=epoch + 1)
-        kinds = ", ".join(f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("val_") and k != "val_loss")
-        print(f"epoch {epoch + 1}: loss {row['loss']:.3f}, held-out {row['val_loss']:.3f}"
-              f"{f' ({kinds})' if kinds else ''}{' best' if improved else ''}", file=self.progress, flush=True)
-        self.meta["epochs_done"] = epoch + 1
-        write_history(self.folder / "history.csv", self.history)
-        write_json(self.folder / SIDECAR, self.meta)
+            files[WEIGHTS["best"]] = weights_bytes(model, optimizer=False)
+            meta.update(best_score=row[meta["select"]], best_val_loss=row["val_loss"], best_epoch=row["epoch"])
+        files[HISTORY] = history_text(history)
+        files[SIDECAR] = json.dumps(meta, indent=1)
+        with uninterrupted():
+            write_together(self.folder, files)
+            if not self.saved:  # a fresh run's first epoch: an older model's curve must not outlive it
+                (self.folder / CURVE).unlink(missing_ok=True)
+            self.meta, self.history, self.saved = meta, history, True
+        return improved
+
+    def kept(self):
+        """What the folder holds for --resume and composing, in words."""
+        if not self.saved:
+            return f"no epoch finished, nothing saved{f' in {self.folder}' if self.folder else ''}"
+        m = self.meta
+        loss = "held-out pitch loss" if m.get("select") == "val_pitch" else "held-out loss"
+        return (f"best weights (epoch {m['best_epoch']}, {loss} {m['best_score']:.2f}) and last weights "
+                f"(epoch {m['epochs_done']}) kept in {self.folder}; --resume continues")
 
 
-def train(cfg, progress=sys.stdout):
-    keras.utils.set_random_seed(cfg.seed)
+def resumable(folder, meta, vocab):
+    """The sidecar and history of the run to continue in `folder`, its weights files checked against the
+    network (before TensorFlow loads: Keras' own errors run to pages), or a one-line error naming the file."""
+    from .checkpoint import HISTORY, SIDECAR, read_history, read_sidecar, read_weights, weights_path
+    if not (folder / SIDECAR).exists():
+        raise ValueError(f"{folder}: no {SIDECAR} to --resume from (train without --resume)")
+    old, _ = read_sidecar(folder)
+    check_resumable(old, meta, folder)
+    missing = [k for k in RESUMED if old.get(k) is None]
+    if missing:
+        raise ValueError(f"{folder / SIDECAR}: damaged sidecar (no {', '.join(missing)}); cannot --resume")
+    history = read_history(folder / HISTORY, old["epochs_done"])
+    for which in ("best", "last"):
+        read_weights(weights_path(folder, which), meta["arch"], len(vocab), meta["hparams"])
+    return old, history
+
+
+# what a resumed run takes over from the sidecar it continues
+RESUMED = ("created", "epochs_done", "best_epoch", "best_val_loss", "best_score")
+
+
+def train(cfg, progress=sys.stdout, run=None):
+    """Train on cfg.game's songs into cfg.model_dir; returns (sidecar, history rows, model).
+
+    Ctrl-C and SIGTERM raise KeyboardInterrupt (config.Terminated) and write errors OSError, always with
+    the folder's files consistent; `run` (a Run) then says what they hold.
+    """
+    from .checkpoint import CURVE, WEIGHTS, describe, remove_temporaries
+    from .encode import PAD, token_kind
+    run = run if run is not None else Run()
+    folder = run.folder = model_dir_of(cfg)
     enc, vocab, train_songs, val_songs, train_ids, val_ids = prepare(cfg)
-    data, n_windows, val_data, _ = datasets(cfg, vocab, train_ids, val_ids)
-    folder = model_dir_of(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = describe(cfg, enc, vocab, train_songs, val_songs,
-                    {"keras": keras.__version__, "tensorflow": tf.__version__})
+    meta = describe(cfg, enc, vocab, train_songs, val_songs, {})
     # The held-out pitch loss went on falling for epochs after the total had turned up (on Zelda: from
     # 3.44 to 2.59 while durations and waits, rhythms unlike the training songs', rose), and models
     # stopped by the total wrote wide random leaps. So event models keep the epoch of the best pitches.
-    if cfg.select not in ("pitch", "total"):
-        raise ValueError(f"--select must be 'pitch' or 'total', got {cfg.select!r}")
     has_pitch = any(token_kind(t) == "pitch" for t in vocab.tokens)
     meta["select"] = "val_pitch" if cfg.select == "pitch" and has_pitch else "val_loss"
-    model = build_model(cfg.arch, len(vocab), meta["hparams"])
-    # start-of-song padding is context, never a target
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
-                                                                  ignore_class=vocab.index.get(PAD)))
+    meta["baselines"] = heldout_baseline(enc, train_songs, val_songs)
+    old, history = resumable(folder, meta, vocab) if cfg.resume else (None, [])
+    if old:
+        meta.update({k: old[k] for k in RESUMED})
+    run.meta, run.history, run.saved = meta, history, bool(old)
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(folder)
+    title = f"{cfg.game}: {cfg.arch}, {enc.name}"
 
-    history = []
-    if cfg.resume:
-        old = read_json(folder / SIDECAR, "model sidecar to resume from")
-        check_resumable(old, meta, folder)
-        model.optimizer.build(model.trainable_variables)  # so Adam's moments load too, not restart at zero
-        model.load_weights(folder / WEIGHTS["last"])
-        history = read_history(folder / "history.csv")[: old["epochs_done"]]
-        meta.update({k: old[k] for k in ("created", "epochs_done", "best_epoch", "best_val_loss", "best_score")})
-    print(f"{cfg.game}: {len(train_songs)} training songs ({n_windows} windows"
-          f"{f', transposed +-{cfg.transpose}' if cfg.transpose else ''}"
-          f"{f', moved +-{cfg.diatonic} scale steps' if cfg.diatonic else ''}), {len(val_songs)} held out "
-          f"({', '.join(s['file'] for s in val_songs)}); {enc.name} encoding, vocabulary {len(vocab)}; "
-          f"{cfg.arch}, {model.count_params():,} parameters -> {folder}", file=progress)
-
-    callbacks = [KindLoss(val_data, vocab), Checkpointer(folder, meta, history, progress),
-                 # held-out loss turns up after a few epochs on songs this small: stopping is part of training
-                 keras.callbacks.EarlyStopping(monitor=meta["select"], mode="min", patience=cfg.patience)]
-    if cfg.budget:
-        callbacks.append(Budget(cfg.budget))
-    interrupted = False
+    from .model import Budget, Checkpointer, KindLoss, build_model, keras, tf
+    meta["versions"].update(keras=keras.__version__, tensorflow=tf.__version__)
+    run.hold_signals()
     try:
-        model.fit(data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=len(history),
-                  steps_per_epoch=cfg.max_steps or None, shuffle=False, callbacks=callbacks, verbose=cfg.verbose)
+        keras.utils.set_random_seed(cfg.seed)
+        data, n_windows, val_data, _ = datasets(cfg, vocab, train_ids, val_ids)
+        run.check()
+        model = build_model(cfg.arch, len(vocab), meta["hparams"])
+        # start-of-song padding is context, never a target
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                      ignore_class=vocab.index.get(PAD)))
+        if old:
+            model.optimizer.build(model.trainable_variables)  # so Adam's moments load too, not restart at zero
+            try:
+                model.load_weights(folder / WEIGHTS["last"])
+            except Exception as e:  # what read_weights cannot see: the optimizer's part, or Keras' own checks
+                reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                raise ValueError(f"{folder / WEIGHTS['last']}: cannot --resume from these weights: {reason}") from None
+        run.check()
+        print(f"{cfg.game}: {len(train_songs)} training songs ({n_windows} windows"
+              f"{f', transposed +-{cfg.transpose}' if cfg.transpose else ''}"
+              f"{f', moved +-{cfg.diatonic} scale steps' if cfg.diatonic else ''}), {len(val_songs)} held out "
+              f"({', '.join(s['file'] for s in val_songs)}); {enc.name} encoding, vocabulary {len(vocab)}; "
+              f"{cfg.arch}, {model.count_params():,} parameters -> {folder}", file=progress, flush=True)
+        callbacks = [KindLoss(val_data, vocab, run.check), Checkpointer(run.save_epoch, run.check, progress),
+                     # held-out loss turns up after a few epochs on songs this small: stopping is part of training
+                     keras.callbacks.EarlyStopping(monitor=meta["select"], mode="min", patience=cfg.patience)]
+        run.fitting = True
+        model.fit(data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=len(run.history),
+                  steps_per_epoch=cfg.max_steps or None, shuffle=False, verbose=cfg.verbose,
+                  callbacks=callbacks + ([Budget(cfg.budget)] if cfg.budget else []))
+        run.check()
     except KeyboardInterrupt:
-        interrupted = True
-        print(f"\ninterrupted: best weights (epoch {meta['best_epoch']}) are in {folder}", file=progress)
-    if history:
-        plot_curves({cfg.arch: history}, folder / "learning_curve.png", f"{cfg.game}: {cfg.arch}, {enc.name}")
-        meta["baselines"] = heldout_baseline(enc, train_songs, val_songs)
-        write_json(folder / SIDECAR, meta)
-    if not interrupted and meta["best_epoch"]:
+        if run.history:  # the curve so far, as after a finished run; a second Ctrl-C skips it
+            with contextlib.suppress(OSError):
+                plot_curves({cfg.arch: run.history}, folder / CURVE, title)
+        raise
+    finally:
+        run.release_signals()
+    if run.history:
+        plot_curves({cfg.arch: run.history}, folder / CURVE, title)
+    meta = run.meta
+    if meta["best_epoch"]:
         print(f"best epoch {meta['best_epoch']} of {meta['epochs_done']} by {meta['select']} "
               f"({meta['best_score']:.3f}); held-out loss {meta['best_val_loss']:.3f} per token", file=progress)
-    meta["interrupted"] = interrupted
-    return meta, history, model
+    return meta, run.history, model
 
 
 def heldout_baseline(enc, train_songs, val_songs):
     """How much held-out human songs share with the training songs: composing warns above it."""
     if not hasattr(enc, "song_notes"):
         return {}
+    import numpy as np
     from .evaluate import originality
     refs = [enc.song_notes(s) for s in train_songs]
     found = [originality(enc.song_notes(s), refs) for s in val_songs]
@@ -297,48 +313,85 @@ def heldout_baseline(enc, train_songs, val_songs):
 SHIPPED = ("pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "three_games_combined")
 
 
+def after_interruption():
+    """Make a caught Ctrl-C end the process with config.run_command's status and line, nothing more."""
+    import ctypes
+    import logging
+    # TensorFlow complains, as they are freed, of objects a Ctrl-C left half-made
+    logging.getLogger("tensorflow").setLevel(logging.CRITICAL)
+    # A KeyboardInterrupt that once passed through Python's C API (PyRun_String, which TensorFlow's C++
+    # calls while it imports) marks the interpreter as ended by Ctrl-C even though it was caught later:
+    # Python then kills itself with SIGINT at exit (status -2, not 130). Running code that way clears it.
+    ctypes.pythonapi.PyRun_SimpleStringFlags(b"", None)
+
+
+def train_command(cfg, run):
+    """train() for a command: a write error also says what the folder still holds, and whatever a forced
+    second Ctrl-C broke inside TensorFlow ends as the interruption it is."""
+    try:
+        return train(cfg, run=run)
+    except KeyboardInterrupt:
+        after_interruption()
+        raise
+    except Exception as e:
+        if run.signal is not None:
+            from .checkpoint import interruption
+            after_interruption()
+            raise interruption(run.signal) from None
+        if isinstance(e, OSError) and run.fitting:
+            sys.exit(f"error: {os_error(e)}; {run.kept()}")
+        raise
+
+
 def retrain_main(argv=None):
     """Retrain the shipped models from the songs with the default settings; report each held-out loss."""
     import argparse
-    parser = argparse.ArgumentParser(description="Retrain the four shipped models (in <game>/weights/) from the "
-                                                 "songs in data/ (run get_midi_songs.py and get_all_notes.py first) "
-                                                 "with the default settings, and report each held-out loss.")
-    parser.add_argument("--games", nargs="*", default=list(SHIPPED), metavar="GAME",
-                        help=f"which of them (default: all of {', '.join(SHIPPED)})")
-    parser.add_argument("--data-dir", default=TrainConfig.data_dir, help="extracted songs (default: data/)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed; the same seed repeats a model (default 0)")
-    args = parser.parse_args(argv)
-    rows = []
-    for game in args.games:
-        cfg = build(TrainConfig, argparse.Namespace(data_dir=args.data_dir, seed=args.seed, verbose=0),
-                    **game_overrides(game), game=game)
-        t0 = time.perf_counter()
-        try:
-            meta, history, _ = train(cfg)
-        except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"error: {e}")
-        if meta["interrupted"]:
-            sys.exit(130)
-        best = history[meta["best_epoch"] - 1]
-        kinds = ", ".join(f"{k[4:]} {v:.3f}" for k, v in best.items() if k.startswith("val_") and k != "val_loss")
-        rows.append(f"{game}: held-out loss {meta['best_val_loss']:.3f} per token ({kinds}) at epoch "
-                    f"{meta['best_epoch']} of {meta['epochs_done']}, {time.perf_counter() - t0:.0f} s")
-    print("\n".join(rows))
+    done, runs = [], [Run()]
+
+    def kept():
+        return (f"{', '.join(done)} retrained; " if done else "") + runs[-1].kept()
+
+    def body():
+        parser = Parser(prog="python -m vgmusic retrain",
+                        description="Retrain the four shipped models (in <game>/weights/) from the songs in data/ "
+                                    "(run get_midi_songs.py and get_all_notes.py first) with the default settings, "
+                                    "and report each held-out loss.")
+        parser.add_argument("--games", nargs="+", default=list(SHIPPED), choices=SHIPPED, metavar="GAME",
+                            help=f"which of them (default: all of {', '.join(SHIPPED)})")
+        add_flags(parser, TrainConfig, skip=[f for f in TrainConfig.__dataclass_fields__
+                                             if f not in ("data_dir", "seed")])
+        args = parser.parse_args(argv)
+        rows = []
+        for game in dict.fromkeys(args.games):
+            cfg = build(TrainConfig, argparse.Namespace(data_dir=args.data_dir, seed=args.seed, verbose=0),
+                        **game_overrides(game), game=game)
+            t0 = time.perf_counter()
+            runs.append(Run())
+            meta, history, _ = train_command(cfg, runs[-1])
+            best = history[meta["best_epoch"] - 1]
+            kinds = ", ".join(f"{k[4:]} {v:.3f}" for k, v in best.items() if k.startswith("val_") and k != "val_loss")
+            rows.append(f"{game}: held-out loss {meta['best_val_loss']:.3f} per token ({kinds}) at epoch "
+                        f"{meta['best_epoch']} of {meta['epochs_done']}, {time.perf_counter() - t0:.0f} s")
+            done.append(game)
+        print("\n".join(rows))
+
+    return run_command(body, kept=kept)
 
 
 def main(game=None, argv=None):
-    skip = ("game",) if game else ()
-    parser = parser_for(TrainConfig, f"Train a model on {game or 'a game'}'s songs (run get_all_notes.py first).",
-                        skip=skip)
-    args = parser.parse_args(argv)
-    game = game or args.game
-    if not game:
-        parser.error("--game is required")
-    cfg = build(TrainConfig, args, **game_overrides(game), game=game)
-    try:
-        meta, _, _ = train(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
-    if meta["interrupted"]:
-        sys.exit(130)  # the shell's code for Ctrl-C, so scripts chaining train and predict stop here
-    return meta
+    run = Run()
+
+    def body():
+        skip = ("game",) if game else ()
+        parser = parser_for(TrainConfig, f"Train a model on {game or 'a game'}'s songs (run get_all_notes.py first).",
+                            skip=skip)
+        args = parser.parse_args(argv)
+        name = game or args.game
+        if not name:
+            parser.error("--game is required")
+        cfg = build(TrainConfig, args, **game_overrides(name), game=name)
+        run.folder = model_dir_of(cfg)
+        return train_command(cfg, run)[0]
+
+    # Ctrl-C exits 130, the shell's code for it, so scripts chaining train and predict stop there
+    return run_command(body, kept=run.kept)
