@@ -106,6 +106,12 @@ def test_key_moves_the_song_and_nothing_else(key, tmp_path):
     assert record["key"] == f"{sample.NOTE_NAMES[relative]} {mode}"
 
 
+def test_top_k_beyond_the_vocabulary_keeps_every_token(tmp_path):
+    (wide,) = _run(tmp_path, "--bars", 4, "--seed", 6, "--top-k", 10000, name="k.mid")
+    (plain,) = _run(tmp_path, "--bars", 4, "--seed", 6, name="plain.mid")
+    assert wide.read_bytes() == plain.read_bytes()
+
+
 def test_top_p_and_temperature_narrow_the_choice(tmp_path):
     def pitches(*flags, name):
         (out,) = _run(tmp_path, "--bars", 16, "--seed", 4, *flags, name=name)

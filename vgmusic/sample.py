@@ -65,7 +65,7 @@ def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, banned=()):
     if temperature <= 0:
         return z.argmax(1)
     z = z / temperature
-    if top_k:
+    if 0 < top_k < z.shape[1]:  # k at or above the vocabulary keeps every token
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z[z < kth] = -np.inf
     p = np.exp(z - z.max(1, keepdims=True))
