@@ -2,6 +2,8 @@
 listening page, and say what was written. Like composing, it never imports TensorFlow."""
 import dataclasses
 import datetime
+import functools
+import json
 import sys
 from pathlib import Path
 
@@ -29,19 +31,28 @@ def output_paths(out, game, num):
         n += 1
 
 
+@functools.lru_cache(maxsize=4)
+def training_melodies(data_dir, game, encoding, trained):
+    """The notes of the training songs a model names, read once however many songs a run checks;
+    None when they are not on this machine (shipped models)."""
+    try:
+        songs = load_songs(data_dir, game)
+    except (OSError, ValueError):
+        return None
+    enc = get_encoding(json.loads(encoding))
+    return [enc.song_notes(s) for s in songs if s["file"] in trained]
+
+
 def copy_warning(notes, meta, data_dir):
     """One line when the song copies the training songs more than held-out human songs do, if they are here."""
     baseline = meta.get("baselines", {}).get("copied_share")
     if baseline is None:
         return None
-    try:
-        songs = load_songs(data_dir, meta["game"])
-    except (OSError, ValueError):
-        return None  # the songs are not on this machine (shipped models): nothing to compare with
+    refs = training_melodies(str(data_dir), meta["game"], json.dumps(meta["encoding"], sort_keys=True),
+                             frozenset(f for _, f, _ in meta["songs"]["train"]))
+    if refs is None:
+        return None  # nothing to compare with
     from .evaluate import originality
-    enc = get_encoding(meta["encoding"])
-    trained = {f for _, f, _ in meta["songs"]["train"]}
-    refs = [enc.song_notes(s) for s in songs if s["file"] in trained]
     got = originality(notes, refs)
     if got["copied_share"] > baseline + 0.05:
         return (f"warning: {got['copied_share']:.0%} of this song's 8-note runs are in the training songs "
