@@ -1,12 +1,11 @@
 """Parse every MIDI file under midi_songs/<game>/ into data/ (see --help)."""
+import signal
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-try:
-    from vgmusic.extract import main  # noqa: E402
-except KeyboardInterrupt:  # Ctrl-C while starting up, before main() handles it: nothing was done yet
-    sys.exit(130)
+from os.path import abspath, dirname
 
 if __name__ == "__main__":
-    main()
+    if hasattr(signal, "pthread_sigmask"):  # first: Ctrl-C and SIGTERM wait until vgmusic.entry handles them
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    sys.path.insert(0, dirname(abspath(__file__)))
+    from vgmusic.entry import start
+    start("vgmusic.extract")

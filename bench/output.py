@@ -19,14 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as composing sets it (vgmusic/sample.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as composing sets it (vgmusic/compose.py)
 
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from vgmusic.config import PredictConfig, build  # noqa: E402
-from vgmusic.sample import compose  # noqa: E402
+from vgmusic.cli import build  # noqa: E402
+from vgmusic.compose import compose, load_model  # noqa: E402
+from vgmusic.config import PredictConfig, default_model_dir  # noqa: E402
+from vgmusic.midi import write_midi  # noqa: E402
+from vgmusic.predict import request_of  # noqa: E402
 from vgmusic.store import atomic_path  # noqa: E402
 from vgmusic.train import SHIPPED  # noqa: E402
 
@@ -46,13 +49,15 @@ def timed(fn, reps):
 
 def batch_speed(nums, bars, reps):
     """Seconds for N songs in one batch against N single songs, per game, setting and N. Loops get one
-    try each (--loop-tries 1), so both sides do the same work."""
+    try each (--loop-tries 1), so both sides do the same work. Each run does what predict.py does before
+    it writes: load the model, then compose the request its settings make."""
     rows = []
     for game, num in [(game, num) for num in nums for game in SHIPPED]:
         for label, settings in ((f"{bars} bars", dict(bars=bars)), ("500 events", dict(length=500)),
                                 (f"{bars} bars, --loop", dict(bars=bars, loop=True, loop_tries=1))):
             def run(n, seed):
-                return compose(build(PredictConfig, argparse.Namespace(), num=n, seed=seed, **settings), game)
+                cfg = build(PredictConfig, argparse.Namespace(), num=n, seed=seed, **settings)
+                return compose(load_model(default_model_dir(game), cfg.which), request_of(cfg))
             batch = timed(lambda: run(num, 1), reps)
             single = timed(lambda: [run(1, seed) for seed in range(1, num + 1)], reps)
             rows.append({"game": game, "setting": label, "num": num, "batch_s": batch, "single_s": single,
@@ -129,9 +134,10 @@ def render(results):
             "| game | songs of | N | one batch, s | one by one, s | speed-up |", "|---|---|---|---|---|---|"]
     rows += [f"| {r['game']} | {r['setting']} | {r['num']} | {r['batch_s']:.2f} | {r['single_s']:.2f} | "
              f"{r['speedup']:.1f}x |" for r in results["batch"]]
-    rows += ["", f"In this process, medians of {results['reps']} runs, NumPy engine; one batch shares every "
-             "network step among its songs, but on a CPU a step's cost grows with the batch (matrix products "
-             "instead of matrix-vector ones), so the saving is bounded. Whole cold processes of `final_fantasy_7/predict.py --bars 16 --loop "
+    rows += ["", f"In this process, medians of {results['reps']} runs, NumPy engine, each run loading the model "
+             "and composing as predict.py does; one batch shares every network step among its songs, but on a "
+             "CPU a step's cost grows with the batch (matrix products instead of matrix-vector ones), so the "
+             "saving is bounded. Whole cold processes of `final_fantasy_7/predict.py --bars 16 --loop "
              "--bpm 120` (composing, MIDI, WAV, piano roll): " + "; ".join(
                  f"{k}: {v:.2f} s wall" for k, v in results["processes"].items()) + ".", "",
              "## Audio rendering\n", *render_audio(results["audio"])]
@@ -150,10 +156,10 @@ def main():
     results["batch"] = batch_speed(args.num, args.bars, args.reps)
     with tempfile.TemporaryDirectory() as tmp:
         results["processes"] = whole_processes(tmp, args.reps)
-        song = Path(tmp) / "song.mid"
-        subprocess.run([sys.executable, str(ROOT / "pokemon_red_blue_yellow" / "predict.py"), "--seed", "1",
-                        "--out", str(song), "--no-audio", "--no-roll", "--no-page", "--data-dir", tmp],
-                       check=True, capture_output=True, cwd=ROOT)
+        song = Path(tmp) / "song.mid"  # the song `pokemon_red_blue_yellow/predict.py --seed 1` writes
+        cfg = build(PredictConfig, argparse.Namespace(), seed=1)
+        (composed,) = compose(load_model(default_model_dir("pokemon_red_blue_yellow"), cfg.which), request_of(cfg))
+        write_midi(composed, song)
         print("(b) rendering audio", flush=True)
         results["audio"] = audio_speed([("a 500-event Pokemon song, seed 1", song)], args.reps)
     out = Path(args.out)

@@ -23,16 +23,16 @@ phrase, and as `predict.py --loop` closes them.
 """
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from vgmusic.config import PredictConfig, build  # noqa: E402
+from vgmusic.compose import compose, load_model  # noqa: E402  (first: it sets NumPy's threads)
+from vgmusic.cli import build  # noqa: E402
+from vgmusic.config import PredictConfig, default_model_dir  # noqa: E402
 from vgmusic.evaluate import (HELDOUT, TRAIN, evaluate_sets, game_split, melodies, read_folder,  # noqa: E402
                               read_midi_notes, write_report)
-from vgmusic.render import write_midi  # noqa: E402
-from vgmusic.sample import compose  # noqa: E402
+from vgmusic.predict import request_of  # noqa: E402
 from vgmusic.store import atomic_path  # noqa: E402
 from vgmusic.train import SHIPPED  # noqa: E402
 
@@ -41,15 +41,22 @@ SHOWN = ("scale_consistency", "return_share", "leap_share", "n_pitches", "polyph
          "longest_match", "loop_share")
 
 
-def compose_set(game, folder, n, **settings):
-    """n songs (seeds 1..n) from the game's model at the default settings plus `settings`."""
-    folder.mkdir(parents=True, exist_ok=True)
+def melody_of(song):
+    """The notes the metrics read: the Song's melody track, none if it holds no note."""
+    melody = song.melody()
+    return list(melody.notes) if melody else []
+
+
+def compose_set(game, n, **settings):
+    """The melodies of n songs (seeds 1..n) from the game's model at the default settings plus `settings`,
+    each composed as `predict.py --seed S` composes it, measured as composed (nothing is written)."""
+    cfg = build(PredictConfig, argparse.Namespace(), **settings)
+    model = load_model(default_model_dir(game), cfg.which)
     songs = []
     for seed in range(1, n + 1):
         cfg = build(PredictConfig, argparse.Namespace(), seed=seed, **settings)
-        _, (song,) = compose(cfg, game)
-        out = write_midi(song["notes"], folder / f"seed{seed}.mid", tempo=song["bpm"], end=song["beats"])
-        songs.append(read_midi_notes(out))
+        (song,) = compose(model, request_of(cfg))
+        songs.append(melody_of(song))
     return songs
 
 
@@ -89,7 +96,7 @@ def report(args):
         train, held, _ = game_split(game, args.data_dir)
         (train_names, train_notes), (held_names, held_notes) = melodies(train), melodies(held)
         print(f"{game}: composing {args.songs} songs", file=sys.stderr, flush=True)
-        sets = {"default": compose_set(game, ROOT / "runs" / "quality" / game, args.songs)}
+        sets = {"default": compose_set(game, args.songs)}
         for spec in args.baseline:
             label, _, pattern = spec.partition("=")
             songs, silent, total = load_baseline(pattern.format(game=game))
@@ -120,8 +127,7 @@ def sweep(args):
         sets = {}
         for spec in args.sweep:
             t, p = (float(x) for x in spec.split(":"))
-            with tempfile.TemporaryDirectory() as tmp:
-                sets[f"T={t:g} p={p:g}"] = compose_set(game, Path(tmp), args.songs, temperature=t, top_p=p)
+            sets[f"T={t:g} p={p:g}"] = compose_set(game, args.songs, temperature=t, top_p=p)
         result = evaluate_sets(sets, train_notes, held_notes)
         for label in sets:
             summary, targets = result["sets"][label]["summary"], result["targets"][label]
@@ -140,28 +146,29 @@ def sweep(args):
 
 def loops(args):
     import numpy as np
-    from vgmusic.encode import PAD, get_encoding
-    from vgmusic.loop import close_loops, loop_songs
-    from vgmusic.sample import compose_tokens, load_model
-    cfg = build(PredictConfig, argparse.Namespace())
+    from vgmusic.decode import decode
+    from vgmusic.form import FormPlan
+    from vgmusic.loop import close_loops
+    cfg = build(PredictConfig, argparse.Namespace(), seed=1, bars=args.loops, num=args.songs, loop=True)
+    request = request_of(cfg)
     rows = []
     for game in args.games:
-        meta, vocab, stepper = load_model(ROOT / game / "weights")
-        enc, seed = get_encoding(meta["encoding"]), vocab.ids([PAD] * meta["hparams"]["window"])
-        sampling = dict(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
+        model = load_model(default_model_dir(game), cfg.which)
+        enc, vocab, seed = model.enc, model.vocab, model.start_ids()
         for label, preroll, close in (("the song as composed", 0, False), ("after a preroll phrase", 1, False),
                                       ("predict.py --loop", 1, True)):
-            rng = np.random.default_rng(1)
-
-            def compose_more(n):
-                return compose_tokens(stepper, enc, vocab, seed, 0, rng, form=cfg.form, batch=n, bars=args.loops,
-                                      phrase_bars=cfg.phrase_bars, preroll=preroll * cfg.phrase_bars, **sampling)
-
-            def score(songs):
-                return close_loops(stepper, enc, vocab, seed, songs, rng, candidates=cfg.loop_candidates,
-                                   keep=not close, **sampling)
-            found = (loop_songs(compose_more(args.songs), compose_more, score, cfg.loop_tries) if close
-                     else score(compose_more(args.songs)))
+            if close:  # exactly what predict.py --loop --bars BARS --num SONGS --seed 1 composes
+                found = [song.meta["loop"] for song in compose(model, request)]
+            else:  # composed as predict.py composes (seed 1), from the start or after a preroll phrase; the
+                # seams scored as the songs end, with no new last bar
+                rng = np.random.default_rng(1)
+                plans = [FormPlan(enc, vocab, cfg.form, cfg.phrase_bars, cfg.length, args.loops,
+                                  preroll * cfg.phrase_bars) for _ in range(args.songs)]
+                stepper = model.make_stepper(len(plans))
+                logits = stepper.start(np.tile(np.asarray(seed, np.int64)[None], (len(plans), 1)))
+                decode(stepper, logits, plans, rng, request.sampling, model.banned)
+                found = close_loops(model.make_stepper, enc, vocab, seed, plans, rng, request.sampling,
+                                    model.banned, candidates=cfg.loop_candidates, keep=True)
             margin = [f["seam_loss"] - f["typical_loss"] for f in found]
             tries = [f.get("tries", 1) for f in found]
             rows.append(f"| {game} | {label} | {sum(f['passed'] for f in found)} of {len(found)} | "

@@ -1,6 +1,7 @@
 """Benchmark our pipeline against the original way, in one run on one machine.
 
     python bench/run.py [--songs-dir ../shared/midi_songs] [--budget 150] [--out bench/results]
+    python bench/run.py --only compose [--process-runs 5] [--out bench/results]
 
 (a) sampling 500 tokens from the same trained LSTM: our NumPy stepper (vgmusic.infer, state carried
     from token to token) and the Keras layers run eagerly, against model.predict on the 25-token window
@@ -10,16 +11,20 @@
     output per window, RMSprop), same held-out songs, same wall-clock budget: held-out loss per token
     (predicting each token from the 25 before it) against training seconds, plus a bigram count model;
 (c) extracting the 46 songs cold, then again from the cache (wall time of get_all_notes.py);
-(d) composing a 500-event song: the CPU time of a whole cold `predict.py` process with the shipped
-    Pokemon model, against a process that only imports TensorFlow and Keras (what any TensorFlow
-    composer pays first), interleaved, and whether predict.py ever imports TensorFlow;
+(d) composing: CPU seconds (user + sys) of whole cold processes with the shipped Pokemon model, medians of
+    --process-runs, interleaved A B C D E A B C D E ...: (A) a default `predict.py` writing all it writes
+    (MIDI, 44.1 kHz stereo WAV, piano roll, listening page), (B) A with --no-audio, (C) composing alone
+    (--no-audio --no-roll --no-page), (D) C at 50 events, against (E) a process that only imports TensorFlow
+    and Keras (what any TensorFlow composer pays first): A/E, B/E, (C - D)/E (what 450 more events cost),
+    and whether predict.py ever imports TensorFlow;
 Audio rendering and batch composing are measured by bench/output.py.
-Writes results.md, results.json and loss_vs_time.png into --out.
+Writes results.md, results.json and loss_vs_time.png into --out; `--only compose` runs (d) alone (about a
+minute) into compose.md and compose.json there, leaving the full run's files as they are.
 """
 import argparse
 import json
 import os
-import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,7 +34,7 @@ from pathlib import Path
 # (d) times child processes as a user runs them: in the environment we started in, before the imports
 # below add their own settings to it
 CHILD_ENV = dict(os.environ)
-# Composing sets this for its batch-1 steps (see vgmusic/sample.py); the in-process steppers get the same.
+# Composing sets this for its batch-1 steps (see vgmusic/compose.py); the in-process steppers get the same.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
@@ -40,13 +45,16 @@ from vgmusic.config import ARCH_DEFAULTS  # noqa: E402
 from vgmusic.encode import Vocab, get_encoding, load_songs, split_songs, windows  # noqa: E402
 from vgmusic.infer import NumpyNet  # noqa: E402
 from vgmusic.model import build_model, keras, keras_stepper, save_compose_weights, tf  # noqa: E402
-from vgmusic.sample import pick  # noqa: E402
+from vgmusic.sampling import pick  # noqa: E402
 from vgmusic.store import atomic_path  # noqa: E402
 
-GAME = "pokemon_red_blue_yellow"
+import processes  # noqa: E402  (bench/processes.py: section (d))
+from processes import GAME, TF_ONLY, compose_process, compose_rows  # noqa: E402
+
+processes.ENV = CHILD_ENV
+
 HELD_OUT = ["Bicycle Ride_edited.mid", "Pallet Town_edited.mid"]
 OURS = dict(window=25, embed_dim=64, units=256, layers=2, heads=4, dense=256, dropout=0.3)
-TF_ONLY = "import tensorflow, keras"
 
 
 def extraction(songs_dir, data_dir):
@@ -113,7 +121,7 @@ def copied_share(generated, train_ids, n=8):
 # --- (a) sampling -------------------------------------------------------------------------------------
 
 def sample_with(stepper, seed_ids, n, rng_seed):
-    """n tokens from a stepper, plain sampling at temperature 1 (sample.pick, as composing draws)."""
+    """n tokens from a stepper, plain sampling at temperature 1 (sampling.pick, as composing draws)."""
     rng = np.random.default_rng(rng_seed)
     logits, out = stepper.start(np.asarray(seed_ids)[None]), []
     for _ in range(n):
@@ -189,67 +197,6 @@ def generation_transformer(args, folder):
             "original_way_s": timed(lambda r: predict_per_token(model, seed, n, r), args.original_reps)[0]}
 
 
-# --- (d) a whole composing process ----------------------------------------------------------------------
-
-def child(cmd):
-    """(CPU seconds user + sys, wall seconds, completed process) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=CHILD_ENV, cwd=ROOT)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        sys.exit(f"error: {' '.join(cmd)} failed ({done.returncode}): {last}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, wall, done
-
-
-def imported_modules(importtime_stderr):
-    """Top-level module names a `python -X importtime` run imported."""
-    names = set()
-    for line in importtime_stderr.splitlines():
-        if line.startswith("import time:") and "|" in line and not line.rstrip().endswith("imported package"):
-            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
-    return names
-
-
-def compose_process(args, tmp):
-    """Interleaved cold processes: predict.py writing a song, and `import tensorflow, keras` alone."""
-    tmp = Path(tmp)
-    model_dir, shipped = [], (ROOT / GAME / "weights" / "model.json").exists()
-    if not shipped:  # a checkout before any training: a small model of the same shape composes as fast
-        print("  no shipped model: training a small one", flush=True)
-        subprocess.run([sys.executable, str(ROOT / GAME / "train.py"), "--model-dir", str(tmp / "model"),
-                        "--max-steps", "5", "--epochs", "1", "--verbose", "0"], check=True, capture_output=True)
-        model_dir = ["--model-dir", str(tmp / "model")]
-    empty = tmp / "no_data"  # no songs to check copying against, as on a user's machine with a shipped model
-    empty.mkdir()
-    predict = [sys.executable, str(ROOT / GAME / "predict.py"), "--out", str(tmp / "song.mid"),
-               "--seed", str(args.predict_seed), "--length", str(args.events), "--data-dir", str(empty), *model_dir,
-               "--no-audio", "--no-roll", "--no-page"]  # composing and its MIDI: bench/output.py times the rest
-    tf_only = [sys.executable, "-c", TF_ONLY]
-    # untimed first runs: both read from disk into the page cache, and the list of what predict.py imports
-    _, _, done = child([sys.executable, "-X", "importtime", *predict[1:]])
-    modules = imported_modules(done.stderr)
-    child(tf_only)
-    runs, wrote = {"predict": [], "tf_only": []}, ""
-    for i in range(args.process_runs):  # A B A B: a change in the machine's load hits both alike
-        for name, cmd in (("predict", predict), ("tf_only", tf_only)):
-            cpu, wall, done = child(cmd)
-            runs[name].append({"cpu_s": cpu, "wall_s": wall})
-            print(f"  {name:8s} run {i + 1}: {cpu:5.2f} s CPU, {wall:5.2f} s wall", flush=True)
-            if name == "predict":
-                wrote = done.stdout.strip()
-    med = {name: {k: float(np.median([r[k] for r in rows])) for k in ("cpu_s", "wall_s")}
-           for name, rows in runs.items()}
-    return {"model": "shipped" if shipped else "small, trained for this run", "events": args.events,
-            "seed": args.predict_seed, "wrote": wrote.replace(str(tmp), "TMP"), "runs": runs, "median": med,
-            "cpu_ratio": med["predict"]["cpu_s"] / med["tf_only"]["cpu_s"],
-            "imports_tensorflow": bool(modules & {"tensorflow", "keras", "tf_keras"}),
-            "modules_imported": len(modules)}
-
-
 class HelpFormat(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The docstring as written, and every flag's default in --help."""
 
@@ -266,15 +213,26 @@ def main():
                     help="(a) runs of each Transformer NumPy stepper (the slowest part of (a))")
     ap.add_argument("--original-reps", type=int, default=1,
                     help="(a) runs of each predict-per-token loop (tens of seconds each)")
-    ap.add_argument("--events", type=int, default=500, help="(d) events of the song predict.py writes (its default)")
+    ap.add_argument("--events", type=int, default=500, help="(d) events of the songs of A, B, C (predict.py's default)")
+    ap.add_argument("--short-events", type=int, default=50, help="(d) events of D's song")
     ap.add_argument("--process-runs", type=int, default=5, help="(d) timed runs of each process, interleaved")
     ap.add_argument("--predict-seed", type=int, default=1, help="(d) predict.py --seed: every run writes one song")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where results go")
+    ap.add_argument("--only", choices=["compose"], help="run only (d), writing compose.md and compose.json")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(0)
     results = {"machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "numpy": np.__version__}}
+    if args.only == "compose":
+        print("(d) whole predict.py processes against importing TensorFlow", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            results.update(command=shlex.join(["python", "bench/run.py", *sys.argv[1:]]),
+                           compose_process=compose_process(args, tmp))
+        rows, how = compose_rows(results["compose_process"])
+        return write(out, "compose", results, "\n".join([
+            f"# Composing processes ({os.cpu_count()} CPUs)\n", f"`{results['command']}`\n",
+            "| measure | ours | original way |", "|---|---|---|", *rows, "", how, ""]))
+    keras.utils.set_random_seed(0)
 
     with tempfile.TemporaryDirectory() as data:
         print("(c) extraction", flush=True)
@@ -321,16 +279,11 @@ def main():
         print("(a) generation, transformer", flush=True)
         results["generation_transformer"] = generation_transformer(args, tmp)
     with tempfile.TemporaryDirectory() as tmp:
-        print("(d) a whole predict.py process against importing TensorFlow", flush=True)
+        print("(d) whole predict.py processes against importing TensorFlow", flush=True)
         results["compose_process"] = compose_process(args, tmp)
 
-    with atomic_path(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1))
     plot_vs_time(ours_rows, orig_rows, results["training"]["bigram_nll"], out / "loss_vs_time.png")
-    report = render(results)
-    with atomic_path(out / "results.md") as tmp:
-        tmp.write_text(report)
-    print(report)
+    write(out, "results", results, render(results))
 
 
 def plot_vs_time(ours, orig, bigram, path):
@@ -358,16 +311,14 @@ def render(r):
                       r["compose_process"])
     ob = min(t["original"]["rows"], key=lambda row: row["val_loss"])
     wb = min(t["ours"]["rows"], key=lambda row: row["val_loss"])
-    pm, tm = p["median"]["predict"], p["median"]["tf_only"]
+    compose, composing = compose_rows(p)
     agree = ("the same tokens" if g["first_difference"] is None else
              f"{g['same_tokens']} of {g['tokens']} tokens the same (first difference at token {g['first_difference']})")
     return "\n".join([
         f"# Benchmark ({r['machine']['cpus']} CPUs, TensorFlow {r['machine']['tensorflow']}, "
         f"NumPy {r['machine']['numpy']})", "",
         "| measure | ours | original way |", "|---|---|---|",
-        f"| compose a {p['events']}-event song: a whole `predict.py` process, CPU s (wall s) "
-        f"| {pm['cpu_s']:.2f} ({pm['wall_s']:.2f}) | `{TF_ONLY}` alone: {tm['cpu_s']:.2f} ({tm['wall_s']:.2f}) |",
-        f"| ratio of CPU medians (target <= 0.15) | {p['cpu_ratio']:.3f} | |",
+        *compose,
         f"| LSTM, {g['tokens']} tokens (s) | {g['numpy_s']:.3f} NumPy (Keras eager: {g['keras_eager_s']:.2f}) "
         f"| {g['original_way_s']:.1f} |",
         f"| Transformer ({gt['window']}-token window), {gt['tokens']} tokens (s) | {gt['numpy_s']:.2f} NumPy "
@@ -381,15 +332,20 @@ def render(r):
         f"| extract 46 songs cold / from cache (s) | {e['cold_s']:.2f} / {e['cached_s']:.2f} | |",
         f"| 8-token runs of a {g['tokens']}-token sample copied from training songs | "
         f"{100 * g['ours_copied_8gram_share']:.0f}% | |", "",
-        f"Composing: medians of {len(p['runs']['predict'])} cold processes each, interleaved, with the "
-        f"{p['model']} Pokemon model, `--seed {p['seed']}` ({p['wrote']}); CPU is user + sys. "
-        f"predict.py imported {p['modules_imported']} top-level modules, "
-        f"{'TensorFlow among them' if p['imports_tensorflow'] else 'neither TensorFlow nor Keras'}.",
+        composing,
         f"Sampling: medians of {g['reps']} runs (Transformer {gt['reps']}, predict per token {g['original_reps']}); "
         f"the NumPy and Keras steppers drew {agree} from the same seed. "
         f"Loading the LSTM's weights into NumPy took {g['numpy_load_s']:.3f} s, the Transformer's "
         f"{gt['numpy_load_s']:.3f} s.",
         f"Training: {t['train_windows']} training windows, {t['held_out_windows']} held-out windows.", ""])
+
+
+def write(out, stem, results, report):
+    """STEM.json and STEM.md into `out`; the report printed."""
+    for path, text in ((out / f"{stem}.json", json.dumps(results, indent=1)), (out / f"{stem}.md", report)):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    print(report)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import ROOT
 from vgmusic.extract import parse_file, parse_midi
+from vgmusic.song import Song
 
 FAST = ["--workers", "2", "--timeout", "5"]
 # Files that may parse (music21 reads past a track length to the end of the file; 20,000 notes may take
@@ -50,12 +51,21 @@ def smf(tracks, fmt=1, division=480, ntrks=None):
     return head + b"".join(b"MTrk" + struct.pack(">I", len(t)) + t for t in tracks)
 
 
-def huge_delta():
-    """117 bytes: one note held by the largest delta time MIDI allows (0x0FFFFFFF ticks, ~77 hours)."""
+def huge_delta(division=96):
+    """117 bytes: one note held by the largest delta time MIDI allows (0x0FFFFFFF ticks): at 96 ticks a beat
+    2.8 million beats (388 hours), more than the reader's bound (vgmusic.midi.MAX_BEATS), which refuses it
+    at once."""
     name = b"a note held 77 hours: music21 took hours and gigabytes of memory to parse it"
     events = (vlq(0) + b"\xff\x03" + vlq(len(name)) + name + vlq(0) + b"\x90\x3c\x64"
               + vlq(0x0FFFFFFF) + b"\x80\x3c\x00" + vlq(0) + b"\xff\x2f\x00")
-    return smf([events], fmt=0, division=96)
+    return smf([events], fmt=0, division=division)
+
+
+def hung():
+    """The same note at 480 ticks a beat: 559,240 beats (77 hours at 120 bpm), within the reader's bound, and
+    music21 (which extraction still runs, for the key and the original's tokens) takes hours and gigabytes
+    over it: only --timeout or --max-memory ends it."""
+    return huge_delta(division=480)
 
 
 def riff_wrapped(midi):
@@ -85,6 +95,7 @@ def bad_files(tmp):
         "smpte division.mid": smf([track], division=0xE728),
         "type 2.mid": smf([track, track[:-4] + b"\x00\xff\x2f\x00"], fmt=2),
         "huge delta.mid": huge_delta(),
+        "hung.mid": hung(),
         "drums only.mid": drums.read_bytes(),
         "zero velocity.mid": zero.read_bytes(),
         "not rmid.mid": b"RIFF" + struct.pack("<I", 4) + b"WAVE",
@@ -190,7 +201,8 @@ def test_bad_files_are_skipped_one_line_each(tmp_path):
     assert skipped[str(game / "x.mid")] == "a folder, not a MIDI file"
     assert skipped[str(game / "y.mid")] == "a broken symbolic link"
     assert skipped[str(game / "z.mid")] == "not a regular file"
-    assert skipped[str(game / "huge delta.mid")] in ("timed out after 5 s", "used more than 2048 MB")
+    assert skipped[str(game / "huge delta.mid")] == "longer than 1048576 beats"  # refused before music21 sees it
+    assert skipped[str(game / "hung.mid")] in ("timed out after 5 s", "used more than 2048 MB")
     assert skipped[str(game / "text copy.mid")] == skipped[str(game / "text.mid")]
     assert skipped[str(game / "type 2.mid")].startswith("MIDI type 2")
     assert skipped[str(game / "smpte division.mid")].startswith("SMPTE timing")
@@ -201,8 +213,12 @@ def test_bad_files_are_skipped_one_line_each(tmp_path):
     assert skipped[f"game folder {only_bad}"] == "no usable song among 2 file(s)"
     assert [line for line in err.splitlines() if line.startswith("note:")] == [
         f"note: skipping {game / 'good.mid'}: the same bytes as good copy.mid"]
-    kept = {s["file"] for s in json.loads((data / "game.json").read_text())["songs"]}
+    rows = {s["file"]: s for s in json.loads((data / "game.json").read_text())["songs"]}
+    kept = set(rows)
     assert {"good copy.mid", "good 2.mid", "caf\\xe9.mid", "ポケモン.mid", "rmid.mid"} <= kept
+    rmid = Song.from_json(rows["rmid.mid"]["song"])  # the RIFF-wrapped file's notes, read from inside it
+    assert [n.pitch for n in rmid.tracks[0].notes][:9] == [65 + i for i in range(8)] + [72]
+    assert len(rmid.tracks[0].notes) == 32 and {n.velocity for n in rmid.tracks[0].notes} == {80}
     for name in EITHER:
         assert (name in kept) != (str(game / name) in skipped), name
     assert not (data / "only_bad.json").exists()
@@ -211,12 +227,15 @@ def test_bad_files_are_skipped_one_line_each(tmp_path):
     assert took < 60, took  # the hung file cost one --timeout, not hours
 
     # again: all from the cache, the hung file too, with how to give it another try
+    t0 = time.perf_counter()
     again = run_extract(songs, data)
     err = again.stderr.decode("utf-8", "replace")
     assert again.returncode == 1 and "Traceback" not in err
-    flag = "--timeout" if "timed out" in skipped[str(game / "huge delta.mid")] else "--max-memory"
-    again_reason = skipped_in(err)[str(game / "huge delta.mid")]
-    assert again_reason.endswith(f"(in an earlier run: a higher {flag} tries it again)")
+    assert time.perf_counter() - t0 < 20  # nothing parsed again: no --timeout waited
+    flag = "--timeout" if "timed out" in skipped[str(game / "hung.mid")] else "--max-memory"
+    again_skipped = skipped_in(err)
+    assert again_skipped[str(game / "hung.mid")].endswith(f"(in an earlier run: a higher {flag} tries it again)")
+    assert again_skipped[str(game / "huge delta.mid")] == "longer than 1048576 beats"
 
 
 def test_all_good_exits_0_and_copies_are_noted(tmp_path):
@@ -230,11 +249,16 @@ def test_all_good_exits_0_and_copies_are_noted(tmp_path):
 
 
 def test_parse_file_is_bounded(tmp_path):
-    (tmp_path / "huge.mid").write_bytes(huge_delta())
+    (tmp_path / "hung.mid").write_bytes(hung())
     t0 = time.perf_counter()
     with pytest.raises(ValueError, match=r"^(timed out after 2 s|used more than 2048 MB)$"):
-        parse_file(tmp_path / "huge.mid", timeout=2)
+        parse_file(tmp_path / "hung.mid", timeout=2)
     assert time.perf_counter() - t0 < 10
+    (tmp_path / "huge.mid").write_bytes(huge_delta())
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"^longer than 1048576 beats$"):
+        parse_file(tmp_path / "huge.mid", timeout=60)
+    assert time.perf_counter() - t0 < 10  # the reader's bound: no waiting on the timeout
     song(tmp_path / "many.mid", notes=20000, step=30)
     with pytest.raises(ValueError, match=r"^used more than 64 MB$"):
         parse_file(tmp_path / "many.mid", timeout=60, max_memory=64)
@@ -266,7 +290,7 @@ def test_interrupted_extraction_keeps_what_is_parsed(tmp_path, sig, code):
     game, data = tmp_path / "songs" / "game", tmp_path / "data"
     game.mkdir(parents=True)
     song(game / "a.mid")
-    (game / "b hung.mid").write_bytes(huge_delta())
+    (game / "b hung.mid").write_bytes(hung())
     cmd = [sys.executable, str(ROOT / "get_all_notes.py"), "--songs-dir", str(tmp_path / "songs"),
            "--data-dir", str(data), "--workers", "2", "--timeout", "60"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

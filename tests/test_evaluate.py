@@ -7,27 +7,45 @@ import numpy as np
 import pytest
 from conftest import run_script
 
-from vgmusic.evaluate import HELDOUT, TRAIN, evaluate_sets, read_midi_notes
+from vgmusic.evaluate import HELDOUT, TRAIN, evaluate_sets, read_folder, read_midi_notes
 from vgmusic.metrics import (bar_similarity, check_targets, compare_sets, originality, overlap, song_features,
                              structure, summarize)
-from vgmusic.render import write_midi
+from vgmusic.midi import write_midi
+from vgmusic.song import Note, Song, Track
 
 
 def quarters(pitches, start=0.0, length=1.0):
     return [[start + i * length, length, p] for i, p in enumerate(pitches)]
 
 
+def melody_song(notes, bpm=120.0, end=None):
+    """A one-track Song of [onset, duration, pitch] lists, as the models write them."""
+    return Song(tracks=[Track([Note(*n) for n in notes])], tempos=[(0.0, bpm)], length=end)
+
+
 # ---- reading MIDI
 
 def test_midi_notes_read_back_in_beats_without_drums(tmp_path):
     notes = [[0, 1, 60], [0, 1, 64], [1, 0.5, 67], [2.5, 0.25, 72], [4, 2, 48]]
-    midi = mido.MidiFile(write_midi(notes, tmp_path / "a.mid", tempo=90))
+    midi = mido.MidiFile(write_midi(melody_song(notes, bpm=90), tmp_path / "a.mid"))
     drums = mido.MidiTrack([mido.Message("note_on", note=36, velocity=90, channel=9, time=0),
                             mido.Message("note_off", note=36, velocity=0, channel=9, time=480)])
     midi.tracks.append(drums)
     midi.save(tmp_path / "b.mid")
     back = read_midi_notes(tmp_path / "b.mid")
     np.testing.assert_allclose([n[:3] for n in back], sorted(notes))
+    assert all(isinstance(n, Note) and n.velocity == 80 for n in back)
+
+
+def test_the_melody_track_is_read_not_the_first(tmp_path):
+    """A bass on the first track, the tune above it, drums: the melody's notes, velocities and all."""
+    bass = Track([Note(i * 2.0, 2.0, 36 + i % 3, 100) for i in range(8)], program=33)
+    tune = Track([Note(i * 0.5, 0.5, 72 + i % 5, 50 + i) for i in range(32)], program=73)
+    drums = Track([Note(i * 1.0, 0.25, 42, 90) for i in range(16)], drum=True)
+    write_midi(Song(tracks=[bass, tune, drums]), tmp_path / "band.mid")
+    assert read_midi_notes(tmp_path / "band.mid") == tune.notes
+    write_midi(Song(tracks=[drums], length=16.0), tmp_path / "drums.mid")
+    assert read_midi_notes(tmp_path / "drums.mid") == []  # nothing pitched
 
 
 def test_unreadable_midi_is_one_line_naming_the_file(tmp_path):
@@ -36,6 +54,26 @@ def test_unreadable_midi_is_one_line_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"bad\.mid: not a readable MIDI file") as e:
         read_midi_notes(bad)
     assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=r"missing\.mid: cannot be read"):
+        read_midi_notes(tmp_path / "missing.mid")
+
+
+def test_a_folder_skips_what_it_cannot_read(tmp_path, capsys):
+    folder = tmp_path / "generated"
+    write_midi(melody_song(quarters([60, 62, 64])), folder / "b good.mid")
+    write_midi(melody_song([], end=4.0), folder / "c silent.mid")
+    (folder / "a broken.mid").write_bytes(b"not midi")
+    (folder / "notes.txt").write_text("not a song")
+    names, songs = read_folder(folder)
+    assert names == ["b good.mid"] and [n[:3] for n in songs[0]] == [(0.0, 1.0, 60), (1.0, 1.0, 62), (2.0, 1.0, 64)]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[0].startswith(f"warning: skipping {folder / 'a broken.mid'}: not a readable MIDI")
+    assert err[1] == f"warning: skipping {folder / 'c silent.mid'}: no pitched notes"
+    (folder / "b good.mid").unlink()
+    with pytest.raises(ValueError, match="no .mid file with pitched notes"):
+        read_folder(folder)
+    with pytest.raises(ValueError, match="folder of generated songs not found"):
+        read_folder(tmp_path / "nowhere")
 
 
 # ---- per-song figures, hand-computed
@@ -235,9 +273,9 @@ def test_command_writes_report_for_generated_sets(corpus_data, tmp_path):
     from vgmusic.encode import load_songs
     stuck, copies = tmp_path / "stuck", tmp_path / "copies"
     for i in range(3):
-        write_midi(song([i] * 12), stuck / f"{i}.mid")
+        write_midi(melody_song(song([i] * 12)), stuck / f"{i}.mid")
     for i, s in enumerate(load_songs(corpus_data, "chorales_a")):
-        write_midi([[n[0], n[1], n[2] - 3] for n in melody_of(s)], copies / f"{i}.mid")
+        write_midi(melody_song([[n[0], n[1], n[2] - 3] for n in melody_of(s)]), copies / f"{i}.mid")
     (tmp_path / "empty").mkdir()
     out = tmp_path / "eval" / "chorales"
     r = run_script("evaluate.py", "--game", "chorales_a", "--data-dir", corpus_data, "--generated", stuck, copies,
@@ -257,7 +295,7 @@ def test_command_writes_report_for_generated_sets(corpus_data, tmp_path):
     # the split a model's sidecar names wins over the default one
     songs = load_songs(corpus_data, "chorales_a")
     model = tmp_path / "model"
-    entry = lambda s: [s["source"], s["file"], s["sha256"]]  # noqa: E731
+    entry = lambda s: [s.meta["source"], s.meta["file"], s.meta["sha256"]]  # noqa: E731
     model.mkdir()
     (model / "model.json").write_text(json.dumps({"songs": {"train": [entry(s) for s in songs[:2]],
                                                             "val": [entry(s) for s in songs[2:]]}}))
@@ -269,16 +307,19 @@ def test_command_writes_report_for_generated_sets(corpus_data, tmp_path):
 
     # bad input: one line each, no traceback
     (model / "model.json").write_text(json.dumps({"songs": {"train": [entry(s) for s in songs[:2]],
-                                                            "val": [[songs[2]["source"], songs[2]["file"], "0"]]}}))
+                                                            "val": [[songs[2].meta["source"], songs[2].meta["file"],
+                                                                     "0"]]}}))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "x.mid").write_bytes(b"not midi")
     for args, message in [(["--model-dir", model], "has changed since"),
-                          (["--generated", tmp_path / "broken"], "x.mid: not a readable MIDI file"),
+                          (["--generated", tmp_path / "broken"], "no .mid file with pitched notes"),
                           (["--generated", tmp_path / "empty"], "no .mid file"),
                           (["--generated", stuck, "--label", "a", "b"], "2 --label names for 1")]:
         r = run_script("evaluate.py", "--game", "chorales_a", "--data-dir", corpus_data, "--out", out, *args,
                        cwd=tmp_path)
         assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        if tmp_path / "broken" in args:  # the unreadable file is skipped, named, before the folder fails
+            assert f"warning: skipping {tmp_path / 'broken' / 'x.mid'}: not a readable MIDI file" in r.stderr
 
 
 def test_real_held_out_songs_return_to_their_themes(shared_songs, tmp_path):

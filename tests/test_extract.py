@@ -4,7 +4,8 @@ import time
 import mido
 import pytest
 
-from vgmusic.extract import NoUsableSongs, extract, parse_midi
+from vgmusic.extract import EXTRACT_VERSION, NoUsableSongs, cache_problem, extract, parse_data, parse_midi
+from vgmusic.song import Key, Song
 
 
 def test_classic_tokens_from_real_midi(corpus_data):
@@ -21,11 +22,84 @@ def test_classic_tokens_from_real_midi(corpus_data):
 
 
 def test_timed_parts_and_key_are_kept(corpus_data):
-    song = json.loads((corpus_data / "chorales_a.json").read_text())["songs"][0]
-    assert len(song["parts"]) >= 4  # SATB, each voice its own part
-    onsets = [n[0] for n in song["parts"][0]["notes"]]
+    row = json.loads((corpus_data / "chorales_a.json").read_text())["songs"][0]
+    assert set(row) == {"file", "sha256", "song", "classic"}
+    song = Song.from_json(row["song"])
+    assert len(song.tracks) >= 4  # SATB, each voice its own track
+    assert {"Soprano", "Alto", "Tenor", "Bass"} <= {t.name for t in song.tracks}
+    onsets = [n.onset for n in song.tracks[0].notes]
     assert onsets == sorted(onsets) and len(set(onsets)) > 10
-    assert song["key"]["mode"] in ("major", "minor")
+    assert isinstance(song.key, Key) and song.key.mode in ("major", "minor")
+    assert song.length >= song.tracks[0].end() > 0 and song.metre == (4, 4)
+
+
+def _band(path):
+    """Two pitched tracks and drums on channel 10, each note's velocity its own, a tempo and a metre."""
+    midi = mido.MidiFile(ticks_per_beat=96)
+    midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(150), time=0),
+                                       mido.MetaMessage("time_signature", numerator=3, denominator=4, time=0)]))
+    for channel, program, pitches in ((0, 33, [36, 43, 41] * 4), (1, 73, [72, 74, 76, 77] * 3), (9, 0, [36, 38] * 6)):
+        t = mido.MidiTrack([mido.MetaMessage("track_name", name=f"part {channel}", time=0),
+                            mido.Message("program_change", program=program, channel=channel, time=0)])
+        for i, p in enumerate(pitches):
+            t += [mido.Message("note_on", note=p, velocity=40 + 7 * i, channel=channel, time=0),
+                  mido.Message("note_off", note=p, velocity=0, channel=channel, time=72)]
+        midi.tracks.append(t)
+    midi.save(path)
+    return path
+
+
+def test_parse_keeps_every_track_drums_and_velocities(tmp_path):
+    got = parse_midi(_band(tmp_path / "band.mid"))
+    assert set(got) == {"version", "song", "classic"} and got["version"] == EXTRACT_VERSION == 3
+    assert json.loads(json.dumps(got)) == got  # what the cache stores, as it is
+    song = Song.from_json(got["song"])
+    assert [(t.name, t.program, t.channel, t.drum) for t in song.tracks] == [
+        ("part 0", 33, 0, False), ("part 1", 73, 1, False), ("part 9", 0, 9, True)]
+    for t in song.tracks:
+        assert [n.velocity for n in t.notes] == [40 + 7 * i for i in range(12)]
+        assert [n.onset for n in t.notes] == [i * 0.75 for i in range(12)] and {n.duration for n in t.notes} == {0.75}
+    assert song.tempos == [(0.0, 150.0)] and song.metre == (3, 4) and song.length == 9.0
+    assert song.key is not None and got["classic"]  # music21's part: the key and the original's tokens
+    assert "38" not in " ".join(got["classic"])  # the snare is no pitch
+    assert parse_data(_band(tmp_path / "again.mid").read_bytes()) == got
+
+
+def test_cache_problems_are_named(tmp_path):
+    good = parse_midi(_band(tmp_path / "band.mid"))
+    assert cache_problem(good) is None
+    assert cache_problem({"version": 3, "error": "timed out after 5 s", "kind": "timeout", "timeout": 5,
+                          "max_memory": 2048}) is None  # a failure, with the bounds it ran under
+    for entry, reason in [([], "not a JSON object"),
+                          ({"version": 3, "error": "x"}, "a failure without its kind and bounds"),
+                          ({"version": 3, "error": "x", "kind": "crash", "timeout": 5, "max_memory": 9}, "kind"),
+                          ({"version": 3, "error": "x", "kind": "timeout", "timeout": True, "max_memory": 9}, "bounds"),
+                          (dict(good, classic=7), "'classic' is not a list of tokens"),
+                          (dict(good, classic=["C4", 5]), "'classic' is not a list of tokens"),
+                          (dict(good, song=None), "a song is a JSON object"),
+                          (dict(good, song=dict(good["song"], tempos=[[2.0, 120.0]])), "start at beat 0")]:
+        assert reason in cache_problem(entry), entry
+
+
+def test_damaged_cache_entry_is_parsed_again(corpus_songs, tmp_path, capsys):
+    game = tmp_path / "songs" / "game"
+    game.mkdir(parents=True)
+    path = game / "a.mid"
+    path.write_bytes((corpus_songs / "chorales_a" / "bach_bwv66.6.mid").read_bytes())
+    extract(tmp_path / "songs", tmp_path / "data", progress=False)
+    entry, = (tmp_path / "data" / "cache").glob("*.json")
+    good = entry.read_text()
+    data = (tmp_path / "data" / "game.json").read_text()
+    broken = json.loads(good)
+    broken["song"]["tracks"][1]["notes"][3][2] = 300
+    entry.write_text(json.dumps(broken))
+    capsys.readouterr()
+    summary, _ = extract(tmp_path / "songs", tmp_path / "data", progress=False)
+    assert summary == {"game": (1, len(json.loads(good)["classic"]))}
+    assert capsys.readouterr().err == (f"warning: damaged cache entry for {path} (300 is not a whole number from 0 "
+                                       "to 127); parsing it again\n")
+    assert json.loads(entry.read_text()) == json.loads(good)  # rewritten whole
+    assert (tmp_path / "data" / "game.json").read_text() == data
 
 
 def test_chords_use_normal_order(tmp_path):

@@ -16,7 +16,7 @@ import mido
 import pytest
 
 from conftest import ROOT, SHARED_SONGS, TINY, run_script
-from vgmusic import config, fetch, predict, train
+from vgmusic import config, corpora, fetch, predict, train
 from vgmusic.extract import extract
 
 SLOW_S, TIMEOUT = 1.0, "0.3"  # the slow file answers well after the client gives up
@@ -173,7 +173,7 @@ def test_interrupted_download_leaves_no_partial_file(server, tmp_path, signum, c
     finally:
         proc.kill()
     assert proc.returncode == code
-    assert err.strip() == "interrupted before any file was done; no partial file left"
+    assert err.strip() == "interrupted: before any file was done; no partial file left"
     assert all_files(songs) == []
 
 
@@ -237,7 +237,7 @@ def test_combined_games_name_known_folders():
     games = {r["game"] for r in fetch.load_manifest(fetch.MANIFEST)["songs"]}
     for name in ("games_and_mozart", "games_and_bach"):
         sources = config.game_sources(name)
-        assert games < set(sources) and set(sources) <= games | set(fetch.CORPORA)
+        assert games < set(sources) and set(sources) <= games | set(corpora.CORPORA)
 
 
 def test_corpus_exports_extract_train_and_compose(tmp_path, monkeypatch, capsys):
@@ -263,22 +263,22 @@ def test_corpus_exports_extract_train_and_compose(tmp_path, monkeypatch, capsys)
     meta = json.loads((model / "model.json").read_text())
     used = meta["songs"]["train"] + meta["songs"]["val"]
     assert {s[0] for s in used} == {"bach_chorales", "folk"} and len(used) == 6
-    out = predict.main(game="bach_and_folk", argv=["--data-dir", str(data), "--model-dir", str(model),
-                                                   "--out", str(tmp_path / "song.mid"), "--length", "80",
-                                                   "--seed", "1", "--no-audio", "--no-roll", "--no-page"])[0]
+    out = tmp_path / "song.mid"
+    predict.main(game="bach_and_folk", argv=["--data-dir", str(data), "--model-dir", str(model), "--out", str(out),
+                                             "--length", "80", "--seed", "1", "--no-audio", "--no-roll", "--no-page"])
     assert sum(m.type == "note_on" for t in mido.MidiFile(out).tracks for m in t) > 0
 
 
 def test_piece_that_fails_is_skipped_with_a_warning(tmp_path, capsys):
-    pieces = [("nope", fetch.m21_piece("bach/no_such_piece")), ("bwv269", fetch.m21_piece("bach/bwv269"))]
-    assert fetch.export_pieces(tmp_path / "x", pieces, 5, fetch.Report(), progress=False) == 1
+    pieces = [("nope", corpora.m21_piece("bach/no_such_piece")), ("bwv269", corpora.m21_piece("bach/bwv269"))]
+    assert corpora.export_pieces(tmp_path / "x", pieces, 5, fetch.Report(), progress=False) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: skipping x piece nope: ")
     assert all_files(tmp_path / "x") == ["bwv269.mid"]
 
 
 def test_debian_package_missing_fails_that_name_only(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(fetch.DEBIAN, "openttd", ("vgmusic-no-such-package", str(tmp_path / "none")))
+    monkeypatch.setitem(corpora.DEBIAN, "openttd", ("vgmusic-no-such-package", str(tmp_path / "none")))
     args = ["--corpus", "openttd", "fiddle", "--limit", "1", "--songs-dir", str(tmp_path), "--no-progress"]
     assert fetch.run(args) == 1
     out, err = capsys.readouterr()
@@ -291,14 +291,14 @@ def test_debian_package_missing_fails_that_name_only(tmp_path, monkeypatch, caps
 @pytest.mark.parametrize("name", ["openttd", "planetblupi"])
 def test_debian_game_music(name, tmp_path, capsys):
     try:
-        pieces = fetch.corpus_pieces(name)
+        pieces = corpora.corpus_pieces(name)
     except fetch.Failed:
-        pytest.skip(f"apt-get install {fetch.DEBIAN[name][0]} to test this")
+        pytest.skip(f"apt-get install {corpora.DEBIAN[name][0]} to test this")
     songs = tmp_path / "songs"
     assert fetch.run(["--corpus", name, "--limit", "0", "--songs-dir", str(songs), "--no-progress"]) == 0
     files = all_files(songs / name)
     assert len(files) == len(pieces) >= 10
-    installed = {p.name: p for p in Path(fetch.DEBIAN[name][1]).glob("*.mid")}
+    installed = {p.name: p for p in Path(corpora.DEBIAN[name][1]).glob("*.mid")}
     assert all((songs / name / f).read_bytes() == installed[f].read_bytes() for f in files)
     # train like a game folder: extract the smallest (planetblupi's take music21 minutes each: no test)
     smallest = min(files, key=lambda f: (songs / name / f).stat().st_size)
@@ -308,3 +308,17 @@ def test_debian_game_music(name, tmp_path, capsys):
         (songs / name / f).unlink()
     summary, _ = extract(songs, tmp_path / "data", progress=False)
     assert summary[name][0] == 1
+
+
+def test_a_redirected_run_writes_plain_lines(server, tmp_path):
+    """Progress bars only on a terminal: into a pipe or a file, the per-file lines and nothing else."""
+    manifest, originals = make_manifest(tmp_path, server, [("alpha", "a.mid", "good"), ("alpha", "b.mid", "good")])
+    src = tmp_path / "copy"
+    for name, data in originals.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    r = run_script("get_midi_songs.py", "--manifest", manifest, "--songs-dir", tmp_path / "songs", "--from", src,
+                   cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and "\r" not in r.stdout and "\x1b" not in r.stdout
+    assert r.stdout.splitlines()[:2] == ["imported   alpha/a.mid", "imported   alpha/b.mid"]

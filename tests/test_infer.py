@@ -1,9 +1,11 @@
 """The NumPy forward pass (vgmusic.infer) against the Keras models it stands in for, on real songs.
 
-Every architecture is built by model.py, trained a few real steps on Bach chorales, saved with
-save_compose_weights, and read back by NumpyNet; its probabilities must equal Keras' own.
+Every architecture of the registry (vgmusic.nets) is built by its Keras definition, trained a few real
+steps on Bach chorales, saved with save_compose_weights, and read back by NumpyNet; its probabilities
+must equal Keras' own.
 """
 import math
+import shutil
 import subprocess
 import sys
 
@@ -13,11 +15,12 @@ import pytest
 
 from conftest import ROOT
 from vgmusic.encode import PAD, Event, Vocab, load_songs, windows
-from vgmusic import infer
+from vgmusic import nets
 from vgmusic.infer import NumpyNet, erf, gelu, softmax
 from vgmusic.model import build_model, keras, keras_stepper, many_to_many, save_compose_weights
+from vgmusic.nets import layers
 
-ARCHS = ("lstm", "bilstm", "attention", "transformer")
+ARCHS = tuple(nets.ARCHS)
 # TINY's sizes (conftest.py), with a short window so the bidirectional re-runs stay quick
 HPARAMS = {"window": 16, "embed_dim": 8, "units": 24, "layers": 2, "heads": 4, "dense": 24, "dropout": 0.3}
 TOLERANCE = 1e-5  # on probabilities; float32 rounding differences stay near 1e-7
@@ -52,10 +55,10 @@ def trained(request, chorales, tmp_path_factory):
     x, y = windows(song_ids(chorales[0]), HPARAMS["window"], stride=2, pad_id=VOCAB.index[PAD])
     y = y if many_to_many(arch) else y[:, -1]
     # a high learning rate moves the weights well away from their initial values in a few steps;
-    # eager steps, since tracing a training graph costs more than the six steps themselves
+    # eager steps, since tracing a training graph costs more than the twelve steps themselves
     model.compile(optimizer=keras.optimizers.Adam(0.02),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)
-    model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=6, shuffle=True, verbose=0)
+    model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=12, shuffle=True, verbose=0)
     folder = tmp_path_factory.mktemp(arch)
     save_compose_weights(model, folder / "best.weights.h5")
     model.save_weights(folder / "last.weights.h5")  # with Adam's state, as a training checkpoint
@@ -147,6 +150,32 @@ def test_weights_that_do_not_fit_fail_in_one_line(trained, tmp_path):
         one_line_error(lambda: net.stepper().start(np.zeros(3, np.int64)), "seed of at least")
 
 
+def test_non_finite_weights_and_logits_fail_in_one_line(trained, chorales, tmp_path):
+    """What a diverged run leaves fits every shape: refused at load, naming the file and the layer. Logits
+    that overflow from finite weights stop the NumPy and Keras steppers instead of sampling from NaN."""
+    arch, model, weights, _ = trained
+    for value in (np.nan, np.inf):
+        poisoned = tmp_path / f"{value}.weights.h5"
+        shutil.copy(weights, poisoned)
+        with h5py.File(poisoned, "r+") as f:
+            f["layers/embedding/vars/0"][3, 1] = value
+        one_line_error(lambda: NumpyNet(arch, len(VOCAB), HPARAMS, poisoned), str(poisoned),
+                       "NaN or infinite values (layer embed)")
+    seed = song_ids(chorales[1])[0][:HPARAMS["window"]]
+    net = NumpyNet(arch, len(VOCAB), HPARAMS, weights)
+    ours = net.stepper()
+    ours.start(seed)
+    net.logits[1][5] = np.inf  # the steppers read the net's arrays: this poisons the next step
+    one_line_error(lambda: ours.step([seed[-1]]), str(weights), "logits came out NaN or infinite")
+    one_line_error(lambda: net.forward(np.asarray([seed])), str(weights), "logits came out NaN or infinite")
+    fresh = build_model(arch, len(VOCAB), HPARAMS)
+    fresh.set_weights(model.get_weights())
+    theirs = keras_stepper(arch, fresh, HPARAMS["window"])
+    theirs.start(seed)
+    fresh.get_layer("logits").bias.assign(np.full(len(VOCAB), np.nan, np.float32))
+    one_line_error(lambda: theirs.step([seed[-1]]), f"Keras {arch} network's logits came out NaN or infinite")
+
+
 def test_compose_weights_hold_no_optimizer_and_load_into_keras(trained):
     arch, model, weights, checkpoint = trained
     with h5py.File(weights) as f, h5py.File(checkpoint) as g:
@@ -166,7 +195,7 @@ def test_erf_and_gelu_are_precise():
     x = np.concatenate([np.linspace(-9, 9, 20001), np.geomspace(1e-30, 6, 2000), [0.0, 1e-8, -1e-8, 30.0, -30.0],
                         np.nextafter(np.float32(1), np.float32([0, 2]))]).astype(np.float32)
     reference = np.array([math.erf(v) for v in x.astype(np.float64)])
-    # infer.erf's bound, a float32 approximation: 9.2e-8 from math.erf at worst, found by running it on
+    # erf's bound, a float32 approximation: 9.2e-8 from math.erf at worst, found by running it on
     # every float32 from 0.25 to 6 (below, the bound shrinks with |x|; beyond, erf rounds to 1)
     assert erf(x).dtype == np.float32 and np.abs(erf(x) - reference).max() < 1e-7
     np.testing.assert_array_equal(erf(-x), -erf(x))
@@ -184,24 +213,25 @@ def test_erf_and_gelu_are_precise():
 
 
 def test_causal_attention_in_blocks_of_queries(trained, chorales, monkeypatch):
-    """The transformer's attention runs its queries in blocks of _QUERY_BLOCK (128, beyond this window):
+    """The transformer's attention runs its queries in blocks of QUERY_BLOCK (128, beyond this window):
     blocks of 5 that end anywhere give Keras' probabilities too, the stepper's and past cached keys."""
     arch, _, weights, _ = trained
     if arch != "transformer":
         pytest.skip("causal self-attention is the transformer's")
-    monkeypatch.setattr(infer, "_QUERY_BLOCK", 5)
+    monkeypatch.setattr(layers, "QUERY_BLOCK", 5)
     check_probabilities(trained, real_windows(chorales[1]))
     test_stepper_equals_keras_stepper_and_full_forward(trained, chorales)
     # a block of queries after cached keys: 7 positions, then 6 at once
     net = NumpyNet(arch, len(VOCAB), HPARAMS, weights)
     ids = real_windows(chorales[1])[:3, :13]
-    _, cache = net._transformer(ids[:, :7])
-    np.testing.assert_allclose(net._transformer(ids[:, 7:], cache)[0], net.forward(ids)[:, 7:], rtol=0, atol=1e-5)
+    _, cache = net.run(ids[:, :7])
+    np.testing.assert_allclose(net.run(ids[:, 7:], cache)[0], net.forward(ids)[:, 7:], rtol=0, atol=1e-5)
 
 
 def test_importing_infer_loads_no_tensorflow():
-    code = ("import sys, vgmusic.infer; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    # nor h5py, which only reading a weights file needs
+    code = ("import sys, vgmusic.infer, vgmusic.nets, vgmusic.checkpoint; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'h5py')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

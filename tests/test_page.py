@@ -12,15 +12,19 @@ import tempfile
 import time
 import wave
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote_to_bytes, urlparse
 
 import pytest
 
+from vgmusic.midi import write_midi
 from vgmusic.page import CHROMIUM_FLAGS, find_chromium, screenshot, write_page
-from vgmusic.render import piano_roll, render_wav, write_midi
+from vgmusic.render import render_wav
+from vgmusic.roll import piano_roll
+from vgmusic.song import Note, Section, Song, Track
 
 TITLE = "Songs <of> 'Zelda' & \"friends\""
 ODD = "song #2 & 'odd' <b>"  # a file name that must be quoted in a URL and escaped in the page
+LATIN1 = os.fsdecode(b"caf\xe9 \xff")  # a file name whose bytes are not UTF-8 (Latin-1, as older systems wrote)
 NASTY = "<script>document.title='pwned'</script> & \"quotes\" 'too'"
 
 
@@ -153,15 +157,23 @@ def browser():
     b.close()
 
 
+def composed(notes, loop=False, bpm=120.0, bars=4):
+    """A Song as composing returns it: one flute track, whole bars, its form, a loop when it loops."""
+    return Song(tracks=[Track([Note(*n) for n in notes], name="Flute", program=73, role="melody")],
+                tempos=[(0.0, bpm)], length=bars * 4.0, sections=[Section(0.0, "A")],
+                loop=(0.0, bars * 4.0) if loop else None)
+
+
 def song(folder, name, date, notes, loop=None, settings=None, audio=True):
-    """One composed song as composing leaves it: MIDI, WAV, piano roll and its record."""
-    mid = write_midi(notes, folder / f"{name}.mid", tempo=120, end=16)
-    wav = render_wav(mid, folder / f"{name}.wav", loop=loop is not None) if audio else None
-    piano_roll(notes, folder / f"{name}.png", name, 120, parts=["A"] * len(notes), end=16, seam=loop is not None)
+    """One composed song as composing leaves it: MIDI, WAV, piano roll and its record, the Song in it."""
+    s = composed(notes, loop=loop is not None)
+    write_midi(s, folder / f"{name}.mid")
+    wav = render_wav(s, folder / f"{name}.wav", loop=loop is not None) if audio else None
+    piano_roll(s, folder / f"{name}.png", name)
     record = {"midi": f"{name}.mid", "wav": f"{name}.wav" if audio else None, "roll": f"{name}.png",
               "game": "zelda_ocarina_of_time", "date": date, "seed": 7, "settings": settings or {"temperature": 1.0},
               "bars": 4, "seconds": wav["seconds"] if wav else 8.0, "bpm": 120.0, "events": 40,
-              "notes": len(notes), "key": "C major", "instrument": "Flute", "loop": loop}
+              "notes": len(notes), "key": "C major", "instrument": "Flute", "loop": loop, "song": s.to_json()}
     (folder / f"{name}.song.json").write_text(json.dumps(record))
     return wav
 
@@ -176,6 +188,7 @@ def songs(tmp_path_factory):
          settings={"form": "A A' B A'", "note": NASTY})
     song(folder, "20250301-093000", "2025-03-01T09:30:00+00:00", scale[::-1],
          loop={"seam_loss": 2.314, "typical_loss": 2.402, "passed": True})
+    song(folder, LATIN1, "2025-01-15T08:00:00", scale[::2])
     (folder / "broken.song.json").write_text('{"midi": "broken.mid", "date": ')  # cut short
     (folder / "escape.song.json").write_text(json.dumps({"midi": "../outside.mid", "date": "2025-04-01T00:00"}))
     (folder / "deleted.song.json").write_text(json.dumps({"midi": "deleted.mid", "date": "2025-05-01T00:00"}))
@@ -190,6 +203,9 @@ def test_page_lists_the_songs_newest_first_and_skips_damaged_records(songs, caps
     assert "broken.song.json" in warnings[0] and "escape.song.json" in warnings[1]
     text = page.read_text()
     assert "deleted" not in text and NASTY not in text and "<script" not in text
+    # a name that is not UTF-8: linked by its bytes, shown with U+FFFD where a byte is no character
+    assert 'href="caf%E9%20%FF.mid"' in text and 'src="caf%E9%20%FF.wav"' in text
+    assert "<h2>caf\ufffd \ufffd</h2>" in text
     assert not [p for p in songs.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
 
 
@@ -197,8 +213,9 @@ def test_the_page_works_in_a_browser_opened_from_disk(songs, browser):
     page = write_page(songs, TITLE)
     seen = browser.evaluate(page.as_uri(), INSPECT)
     assert seen["title"] == TITLE and seen["h1"] == TITLE
-    assert seen["names"] == ["20250301-093000", ODD, "20250101-100000"]
-    assert seen["dates"] == ["2025-03-01T09:30:00+00:00", "2025-02-01T12:00:00", "2025-01-01T10:00:00"]
+    assert seen["names"] == ["20250301-093000", ODD, "caf\ufffd \ufffd", "20250101-100000"]
+    assert seen["dates"] == ["2025-03-01T09:30:00+00:00", "2025-02-01T12:00:00", "2025-01-15T08:00:00",
+                             "2025-01-01T10:00:00"]
     assert seen["scripts"] == 0  # the settings' markup stayed text ...
     assert NASTY in seen["settings"] and "A A' B A'" in seen["settings"]  # ... and reads as written
     assert seen["loops"] and "2.31" in seen["loops"][0] and "passed" in seen["loops"][0]
@@ -207,16 +224,17 @@ def test_the_page_works_in_a_browser_opened_from_disk(songs, browser):
         """The file a URL in the page points at, checked to be in the songs folder."""
         parsed = urlparse(url)
         assert parsed.scheme == "file"
-        path = Path(unquote(parsed.path))
+        path = Path(os.fsdecode(unquote_to_bytes(parsed.path)))  # by its bytes: names need not be UTF-8
         assert path.parent == songs and path.is_file(), url
         return path
 
-    assert len(seen["images"]) == 3
+    assert len(seen["images"]) == 4
     for img in seen["images"]:
         assert img["complete"] and img["width"] > 0 and img["alt"].startswith("Piano roll of"), img
         local(img["src"])
-    assert [local(u).name for u in seen["links"]] == ["20250301-093000.mid", f"{ODD}.mid", "20250101-100000.mid"]
-    assert len(seen["audio"]) == 3
+    assert [local(u).name for u in seen["links"]] == ["20250301-093000.mid", f"{ODD}.mid", f"{LATIN1}.mid",
+                                                      "20250101-100000.mid"]
+    assert len(seen["audio"]) == 4
     loaded = 0
     for audio in seen["audio"]:
         with wave.open(str(local(audio["src"]))) as w:
@@ -228,10 +246,44 @@ def test_the_page_works_in_a_browser_opened_from_disk(songs, browser):
 
 
 def test_screenshot_of_the_page(songs, browser, tmp_path):
-    from matplotlib.image import imread
+    import numpy as np
+    from PIL import Image
     png = screenshot(write_page(songs, TITLE), tmp_path / "page.png", width=900, height=700)
-    img = imread(png)
-    assert img.shape[:2] == (700, 900) and img[..., :3].std() > 0.05  # drawn, not a blank page
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size == (900, 700)
+        assert (np.asarray(img.convert("RGB")) / 255).std() > 0.05  # drawn, not a blank page
+
+
+def figures(page):
+    """{label: value} of each song's figures line, in the page's order."""
+    import re
+    return [dict(re.findall(r"<span>(\w+) <b>([^<]*)</b></span>", line))
+            for line in page.read_text().splitlines() if line.startswith('<p class="figures">')]
+
+
+def test_the_figures_come_from_the_song_in_the_record(tmp_path):
+    """The record's own fields (written by older versions, or edited) lose to the Song it holds."""
+    two = Song(tracks=[Track([Note(b, 1, 72 + b % 5) for b in range(24)], name="Flute", program=73),
+                       Track([Note(b * 4, 4, 36) for b in range(6)], name="Bass", program=33),
+                       Track([Note(b, 0.25, 38) for b in range(24)], name="Drums", drum=True)],
+               tempos=[(0.0, 96.0)], metre=(3, 4), length=24.0)
+    write_midi(two, tmp_path / "new.mid")
+    older = {"bars": 4, "seconds": 8.0, "bpm": 120.0, "notes": 16, "instrument": "Flute", "key": "D minor",
+             "events": 40}
+    (tmp_path / "new.song.json").write_text(json.dumps(dict(older, midi="new.mid", date="2025-06-01T10:00:00",
+                                                            song=two.to_json())))
+    write_midi(composed([[0, 1, 60]]), tmp_path / "old.mid")
+    (tmp_path / "old.song.json").write_text(json.dumps(dict(older, midi="old.mid", date="2025-05-01T10:00:00")))
+    damaged = dict(two.to_json(), tempos=[[4.0, 96.0]])
+    write_midi(composed([[0, 1, 60]]), tmp_path / "damaged.mid")
+    (tmp_path / "damaged.song.json").write_text(json.dumps(dict(older, midi="damaged.mid",
+                                                                date="2025-04-01T10:00:00", song=damaged)))
+    new, old, broken = figures(write_page(tmp_path, "figures"))
+    # 24 beats of 3/4 are 8 bars, 15 s at 96 bpm; 54 notes, the drums' too; the key and events are the record's
+    assert new == {"bars": "8", "seconds": "15.0", "bpm": "96", "key": "D minor", "instrument": "Flute, Bass, Drums",
+                   "events": "40", "notes": "54"}
+    assert old == broken == {"bars": "4", "seconds": "8.0", "bpm": "120", "key": "D minor", "instrument": "Flute",
+                             "events": "40", "notes": "16"}  # no Song, or a damaged one: the record's fields
 
 
 def test_a_folder_with_no_songs(tmp_path, monkeypatch):

@@ -11,9 +11,13 @@ import pytest
 from music21 import converter
 
 from conftest import ROOT, TINY, run_script
-from vgmusic import predict, sample, train
-from vgmusic.config import PredictConfig, build
+from vgmusic import predict, train
+from vgmusic.cli import build
+from vgmusic.compose import compose, load_model
+from vgmusic.config import PredictConfig
 from vgmusic.encode import Event
+from vgmusic.sampling import pick
+from vgmusic.song import Note, Song, Track
 
 
 def _train(data, model_dir, game="chorales_a", *extra):
@@ -47,7 +51,7 @@ def _onsets(path):
     """(onset in beats, pitch) of every note of a MIDI file, read with mido."""
     midi = mido.MidiFile(path)
     now, out = 0, []
-    for msg in midi.tracks[0]:
+    for msg in mido.merge_tracks(midi.tracks):
         now += msg.time
         if msg.type == "note_on" and msg.velocity:
             out.append((now / midi.ticks_per_beat, msg.note))
@@ -60,8 +64,10 @@ def test_checkpoint_describes_itself(trained, classic, corpus_data):
     assert meta["vocab"] == vocab and meta["encoding"] == {"name": "classic"}
     assert meta["hparams"]["window"] == 25
     meta = json.loads((trained / "model.json").read_text())
-    assert meta["encoding"] == {"name": "event", "parts": "melody", "key_normalize": True, "grid": 12}
-    assert meta["arch"] == "lstm" and meta["vocab"][0] == "<pad>"
+    assert meta["encoding"] == {"name": "event", "parts": "melody", "key_normalize": True, "grid": 12, "reserved": 32}
+    # the control tokens come after every note token: the ids of a model without them are unchanged
+    assert meta["arch"] == "lstm" and meta["vocab"][0] == "<pad>" and len(meta["vocab"]) == 191 + 32
+    assert meta["vocab"][191:] == [f"<ctl{i}>" for i in range(32)]
     assert meta["hparams"]["window"] == 75 and meta["hparams"]["units"] == 24
     assert meta["training"]["transpose"] == 0
     assert meta["epochs_done"] == 2 and meta["best_epoch"] in (1, 2)
@@ -83,7 +89,7 @@ def test_predict_writes_midi_that_parses_back(fixture, request, corpus_data, cor
                    "--length", "80", "--seed", "3", "--roll", *prime)
     assert (tmp_path / "song.png").read_bytes()[:4] == b"\x89PNG"
     midi = mido.MidiFile(out)
-    ons = [m for m in midi.tracks[0] if m.type == "note_on" and m.velocity > 0]
+    ons = [m for m in mido.merge_tracks(midi.tracks) if m.type == "note_on" and m.velocity > 0]
     assert len(ons) > 30
     notes = converter.parse(str(out)).flatten().notes
     assert len(notes) > 30
@@ -117,11 +123,11 @@ def test_predict_warns_when_a_song_copies_its_training_songs(trained, corpus_dat
     baseline = meta["baselines"]["copied_share"]  # how much held-out chorales share with the training ones
     assert 0 <= baseline < 0.5
     from vgmusic.encode import load_songs
-    song = next(s for s in load_songs(corpus_data, "chorales_a") if s["file"] == meta["songs"]["train"][0][1])
-    copy = Event().song_notes(song)
+    song = next(s for s in load_songs(corpus_data, "chorales_a") if s.meta["file"] == meta["songs"]["train"][0][1])
+    copy = Song(tracks=[Track(Event().song_notes(song), role="melody")])
     warning = predict.copy_warning(copy, meta, corpus_data)
     assert warning.startswith("warning: 100% of this song's 8-note runs are in the training songs")
-    own = [[i * 0.5, 0.5, 60 + (i * 7) % 12] for i in range(40)]  # a tune of its own
+    own = Song(tracks=[Track([Note(i * 0.5, 0.5, 60 + (i * 7) % 12) for i in range(40)])])  # a tune of its own
     assert predict.copy_warning(own, meta, corpus_data) is None
     assert predict.copy_warning(copy, meta, corpus_data.parent / "elsewhere") is None  # no songs: no check
 
@@ -160,24 +166,23 @@ def test_temperature_zero_is_argmax(classic, corpus_data, corpus_songs, tmp_path
     b = _predict(corpus_data, classic, tmp_path / "b.mid", "--prime", prime, "--temperature", "0", "--seed", "2",
                  "--length", "30")
     assert a.read_bytes() == b.read_bytes()
-    meta, vocab, make_stepper = sample.load_model(classic)
-    logits = make_stepper(1).start((np.arange(25) % len(vocab))[None])
-    assert sample.pick(logits, np.random.default_rng(0), temperature=0)[0] == logits[0].argmax()
+    model = load_model(classic)
+    logits = model.make_stepper(1).start((np.arange(25) % len(model.vocab))[None])
+    assert pick(logits, np.random.default_rng(0), temperature=0)[0] == logits[0].argmax()
 
 
 def test_top_k_and_top_p_keep_to_the_likeliest(trained):
-    _, vocab, make_stepper = sample.load_model(trained)
-    logits = make_stepper(1).start(np.zeros((1, 75), np.int64))
+    logits = load_model(trained).make_stepper(1).start(np.zeros((1, 75), np.int64))
     logits = np.repeat(logits, 400, 0)
     order = np.argsort(-logits[0])
     rng = np.random.default_rng(0)
-    hot = sample.pick(logits, rng, temperature=5.0, top_k=2)
+    hot = pick(logits, rng, temperature=5.0, top_k=2)
     assert set(hot) == set(order[:2])  # both, and only those
     p = np.exp(logits[0] - logits[0].max())
     p /= p.sum()
     nucleus = order[:np.searchsorted(np.cumsum(p[order]), 0.6) + 1]
-    assert set(sample.pick(logits, rng, top_p=0.6)) <= set(nucleus)
-    assert len(set(sample.pick(logits, rng))) > len(nucleus)  # without it, the tail is reachable
+    assert set(pick(logits, rng, top_p=0.6)) <= set(nucleus)
+    assert len(set(pick(logits, rng))) > len(nucleus)  # without it, the tail is reachable
 
 
 def test_resume_continues_epochs(trained, corpus_data, tmp_path):
@@ -213,9 +218,9 @@ def _same_song_on_both_engines(model_dir, game, tmp_path, **settings):
     for engine in ("numpy", "keras"):
         cfg = build(PredictConfig, argparse.Namespace(), model_dir=str(model_dir), data_dir=str(tmp_path / "none"),
                     out=str(tmp_path / f"{engine}.mid"), seed=5, **settings)
-        songs.append(sample.compose(cfg, game, engine=engine)[1][0])
-    assert songs[0]["tokens"] == songs[1]["tokens"] and len(songs[0]["tokens"]) > 20
-    assert songs[0]["notes"] == songs[1]["notes"]
+        songs.append(compose(load_model(model_dir, engine=engine), predict.request_of(cfg))[0])
+    assert songs[0].meta["tokens"] == songs[1].meta["tokens"] and len(songs[0].meta["tokens"]) > 20
+    assert songs[0].notes() == songs[1].notes()
 
 
 def test_same_seed_same_song_on_numpy_and_keras(trained, tmp_path):
@@ -228,7 +233,7 @@ def test_other_architectures_train_and_compose(arch, corpus_data, tmp_path):
                   "--heads", "2", "--layers", "1")
     assert meta["arch"] == arch and meta["epochs_done"] == 1
     out = _predict(corpus_data, tmp_path / arch, tmp_path / "o.mid", "--length", "60", "--seed", "2")
-    assert len(mido.MidiFile(out).tracks[0]) > 3
+    assert len(mido.MidiFile(out).tracks[1]) > 3
     # the NumPy engine composes what the Keras model would, token for token
     _same_song_on_both_engines(tmp_path / arch, "chorales_a", tmp_path, length=12, phrase_bars=1)
 
@@ -251,28 +256,31 @@ def test_key_normalised_model_composes_in_the_prime_key(corpus_data, corpus_song
     prime = corpus_songs / "chorales_b" / "bach_bwv103.6.mid"
     cfg = build(PredictConfig, argparse.Namespace(), model_dir=str(tmp_path / "k"), data_dir=str(corpus_data),
                 out=str(tmp_path / "k.mid"), length=60, seed=0, prime=str(prime), audio=False, roll=False, page=False)
-    _, (song,) = sample.compose(cfg, "chorales_a")
-    tokens, notes = song["tokens"], song["notes"]
+    (song,) = compose(load_model(tmp_path / "k"), predict.request_of(cfg, predict.read_prime(prime)))
+    tokens, notes = song.meta["tokens"], song.notes()
     from vgmusic.extract import parse_midi
-    shift = Event(key_normalize=True).song_shift(parse_midi(prime))
+    shift = Event(key_normalize=True).song_shift(Song.from_json(parse_midi(prime)["song"]))
     assert shift != 0  # this chorale is not in C / A minor
     end = sum(Event().advance(t) for t in tokens) / 12
-    assert end % 4 == 0  # whole bars
-    assert notes == [[n[0], min(n[1], end - n[0]), n[2] - shift]
-                     for n in Event().decode(tokens) if 0 <= n[2] - shift <= 127]
-    out = predict.write_songs(cfg, "chorales_a", [song], [])[0]
-    written = {p.midi for n in converter.parse(str(out)).flatten().notes for p in n.pitches}
-    assert written == {n[2] for n in notes}
+    assert end % 4 == 0 and song.end == end  # whole bars
+    decoded = [Note(n[0], min(n[1], end - n[0]), n[2] - shift) for n in Event().decode(tokens) if 0 <= n[2] - shift <= 127]
+    assert notes == sorted(Track(decoded).playable())
+    written = []
+    predict.write_songs(cfg, "chorales_a", [song], [tmp_path / "k.mid"], written)
+    out = written[0][0]
+    pitches = {p.midi for n in converter.parse(str(out)).flatten().notes for p in n.pitches}
+    assert pitches == {n[2] for n in notes}
 
 
 def test_a_song_in_twice_is_trained_on_once(corpus_data, capsys):
     from vgmusic.encode import load_songs
     songs = load_songs(corpus_data, "chorales_a")
-    copy = json.loads(json.dumps(songs[0]))
-    copy["file"] = "copy.mid"
-    copy["parts"][0]["notes"][3][2] += 1  # a near-copy: one note differs
+    copy = Song.from_json(json.loads(json.dumps(songs[0].to_json())))
+    copy.meta = dict(songs[0].meta, file="copy.mid")
+    melody = copy.melody()
+    melody.notes[3] = melody.notes[3]._replace(pitch=melody.notes[3].pitch + 1)  # a near-copy: one note differs
     assert train.distinct(songs + [copy], Event()) == songs
-    assert "copy.mid repeats " + songs[0]["file"] in capsys.readouterr().err
+    assert "copy.mid repeats " + songs[0].meta["file"] in capsys.readouterr().err
     assert train.distinct(songs, Event()) == songs  # different chorales all stay
 
 

@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from vgmusic import predict, sample
-from vgmusic.config import PredictConfig, build, parse_key
-from vgmusic.loop import log_probs
-from vgmusic.sample import BAR, estimate_key
+from vgmusic import predict
+from vgmusic.cli import build
+from vgmusic.compose import compose, load_model
+from vgmusic.config import PredictConfig
+from vgmusic.decode import decode
+from vgmusic.form import FormPlan
+from vgmusic.loop import BAR
+from vgmusic.sampling import Sampling, log_probs
+from vgmusic.theory import KEY_NAMES, estimate_key, parse_key
 
 GAME = "final_fantasy_7"
 SCRIPT = ROOT / GAME / "predict.py"
@@ -33,11 +38,17 @@ def _script(*flags, timeout=120, **kw):
                           timeout=timeout, cwd=ROOT, **kw)
 
 
+def _compose(**settings):
+    """Songs as predict.py composes them (its defaults), in this process."""
+    cfg = build(PredictConfig, argparse.Namespace(), **settings)
+    return compose(load_model(ROOT / GAME / "weights"), predict.request_of(cfg))
+
+
 def _notes(path):
     """(onset beats, pitch) of each note, the song's end in beats, its tempo and programs."""
     midi = mido.MidiFile(path)
     now, notes, tempo, programs = 0, [], None, set()
-    for msg in midi.tracks[0]:
+    for msg in mido.merge_tracks(midi.tracks):
         now += msg.time
         if msg.type == "note_on" and msg.velocity:
             notes.append((now / midi.ticks_per_beat, msg.note))
@@ -65,8 +76,8 @@ def test_seconds_round_to_whole_bars_at_the_tempo(tmp_path):
 
 def test_length_counts_events_and_ends_on_a_bar_line(tmp_path):
     (out,) = _run(tmp_path, "--length", 120, "--seed", 3)
-    _, song = sample.compose(build(PredictConfig, argparse.Namespace(), length=120, seed=3), GAME)
-    assert song[0]["events"] >= 120 and _notes(out)[1] % 16 == 0
+    (song,) = _compose(length=120, seed=3)
+    assert song.meta["events"] >= 120 and _notes(out)[1] % 16 == 0 and song.end == _notes(out)[1]
 
 
 def test_num_writes_distinct_songs_in_one_batch_and_the_seed_repeats_them(tmp_path):
@@ -103,7 +114,7 @@ def test_key_moves_the_song_and_nothing_else(key, tmp_path):
     wanted, wanted_mode = parse_key(key)
     # the song keeps its mode: in the key asked for, or in its relative key, which has the same notes
     relative = wanted if mode == wanted_mode else (wanted + (3 if wanted_mode == "minor" else -3)) % 12
-    assert record["key"] == f"{sample.NOTE_NAMES[relative]} {mode}"
+    assert record["key"] == f"{KEY_NAMES[relative]} {mode}"
 
 
 def test_top_k_beyond_the_vocabulary_keeps_every_token(tmp_path):
@@ -123,14 +134,12 @@ def test_top_p_and_temperature_narrow_the_choice(tmp_path):
 
 def test_loop_figures_are_the_models_own_loss(tmp_path):
     """The seam figures printed are what the network says: recomputed here token by token."""
-    cfg = build(PredictConfig, argparse.Namespace(), bars=8, loop=True, seed=3, num=2,
-                        loop_candidates=4)
-    meta, songs = sample.compose(cfg, GAME)
-    _, vocab, make_stepper = sample.load_model(ROOT / GAME / "weights")
-    enc = sample.get_encoding(meta["encoding"])
+    songs = _compose(bars=8, loop=True, seed=3, num=2, loop_candidates=4)
+    model = load_model(ROOT / GAME / "weights")
+    meta, vocab, make_stepper, enc = model.meta, model.vocab, model.make_stepper, model.enc
     for song in songs:
-        loop, ids = song["loop"], vocab.ids(song["tokens"])
-        assert song["beats"] == 32 and loop["passed"] == (loop["seam_loss"] <= loop["typical_loss"])
+        loop, ids = song.meta["loop"], vocab.ids(song.meta["tokens"])
+        assert song.end == 32 and song.loop == (0, 32) and loop["passed"] == (loop["seam_loss"] <= loop["typical_loss"])
         opening, now = [], 0
         for t in ids:  # the song's first bar
             if now >= BAR:
@@ -140,7 +149,7 @@ def test_loop_figures_are_the_models_own_loss(tmp_path):
         # the start of a song, the preroll the song continues, the song, then its first bar again
         stepper = make_stepper(1)
         logits = stepper.start(vocab.ids(["<pad>"] * meta["hparams"]["window"]))
-        for t in vocab.ids(song["preroll"]):
+        for t in vocab.ids(song.meta["preroll"]):
             logits = stepper.step([t])
         bars, now = {}, 0
         for t in ids:
@@ -157,14 +166,15 @@ def test_loop_figures_are_the_models_own_loss(tmp_path):
 
 
 def test_chosen_last_bars_close_loops_better_than_the_songs_own(tmp_path):
-    from vgmusic.encode import PAD
     from vgmusic.loop import close_loops, cut_at
-    meta, vocab, make_stepper = sample.load_model(ROOT / GAME / "weights")
-    enc, seed = sample.get_encoding(meta["encoding"]), vocab.ids([PAD] * meta["hparams"]["window"])
-    rng = np.random.default_rng(0)
-    rows = sample.compose_tokens(make_stepper, enc, vocab, seed, 0, rng, batch=8, bars=8, preroll=4, top_p=0.85)
-    own = close_loops(make_stepper, enc, vocab, seed, rows, rng, keep=True, top_p=0.85)
-    chosen = close_loops(make_stepper, enc, vocab, seed, rows, rng, candidates=16, top_p=0.85)
+    model = load_model(ROOT / GAME / "weights")
+    vocab, make_stepper, enc, seed = model.vocab, model.make_stepper, model.enc, model.start_ids()
+    rng, sampling = np.random.default_rng(0), Sampling(top_p=0.85)
+    rows = [FormPlan(enc, vocab, "AA'BA'", 4, 0, bars=8, preroll=4) for _ in range(8)]
+    stepper = make_stepper(8)
+    decode(stepper, stepper.start(np.tile(seed[None], (8, 1))), rows, rng, sampling, model.banned)
+    own = close_loops(make_stepper, enc, vocab, seed, rows, rng, sampling, model.banned, keep=True)
+    chosen = close_loops(make_stepper, enc, vocab, seed, rows, rng, sampling, model.banned, candidates=16)
     assert [o["tokens"] for o in own] == [r.song for r in rows]  # kept: the songs as they are
     assert sum(c["tokens"] != r.song for c, r in zip(chosen, rows)) >= 6  # new last bars
     for c, r in zip(chosen, rows):  # only the last bar is new

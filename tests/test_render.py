@@ -1,3 +1,5 @@
+"""MIDI writing (vgmusic.midi) and audio (vgmusic.render): real files written, read back with mido and music21,
+and real WAVs from the real synthesizer read back with the standard library. The piano roll: test_roll.py."""
 import wave
 
 import mido
@@ -5,16 +7,29 @@ import numpy as np
 import pytest
 from music21 import converter
 
-from vgmusic.render import (INSTALL_SYNTH, PART_COLOURS, PEAK, TICKS_PER_BEAT, bar_label_step, note_name,
-                            notes_to_midi, part_colours, piano_roll, render_wav, write_midi)
+from vgmusic.midi import TICKS_PER_BEAT, song_to_midi, write_midi
+from vgmusic.render import INSTALL_SYNTH, MAX_SECONDS, PEAK, midi_timeline, render_wav
+from vgmusic.song import Note, Song, Track
+from vgmusic.theory import note_name
+
+
+def melody(notes, bpm=120.0, program=0, end=None, title=""):
+    """A one-track Song of [onset, duration, pitch(, velocity)] lists."""
+    return Song(tracks=[Track([Note(*n) for n in notes], program=program)], tempos=[(0.0, bpm)], length=end,
+                title=title)
+
+
+def note_tracks(midi):
+    return [t for t in midi.tracks if any(m.type == "note_on" for m in t)]
 
 
 def test_written_notes_read_back_with_their_timing(tmp_path):
     notes = [[0, 1, 60], [0, 1, 64], [1, 0.5, 67], [2.5, 0.25, 72], [2.75, 1 / 3, 71], [4, 2, 48]]
-    path = write_midi(notes, tmp_path / "n.mid", tempo=90, program=73)
+    path = write_midi(melody(notes, bpm=90, program=73), tmp_path / "n.mid")
     midi = mido.MidiFile(path)
+    track, = note_tracks(midi)
     now, on, back = 0, {}, []
-    for msg in midi.tracks[0]:
+    for msg in track:
         now += msg.time
         if msg.type == "note_on" and msg.velocity:
             on[msg.note] = now
@@ -24,23 +39,32 @@ def test_written_notes_read_back_with_their_timing(tmp_path):
     key = lambda n: (n[0], n[2])  # noqa: E731
     for a, b in zip(sorted(notes, key=key), sorted(back, key=key)):
         assert a[0] == pytest.approx(b[0], abs=1e-3) and a[1] == pytest.approx(b[1], abs=1e-2) and a[2] == b[2]
-    assert any(m.type == "program_change" and m.program == 73 for m in midi.tracks[0])
+    assert any(m.type == "program_change" and m.program == 73 for m in track)
+    # the tempo is the conductor track's, the first of a type-1 file
+    assert midi.type == 1 and not any(m.type == "note_on" for m in midi.tracks[0])
     assert mido.tempo2bpm(next(m.tempo for m in midi.tracks[0] if m.type == "set_tempo")) == pytest.approx(90)
     score = converter.parse(str(path))
     assert {p.midi for n in score.flatten().notes for p in n.pitches} == {48, 60, 64, 67, 71, 72}
 
 
 def test_repeated_pitch_restrikes():
-    midi = notes_to_midi([[0, 1, 60], [1, 1, 60]])
-    kinds = [(m.type, m.time) for m in midi.tracks[0] if m.type.startswith("note")]
+    midi = song_to_midi(melody([[0, 1, 60], [1, 1, 60]]))
+    kinds = [(m.type, m.time) for m in note_tracks(midi)[0] if m.type.startswith("note")]
     assert kinds == [("note_on", 0), ("note_off", 480), ("note_on", 0), ("note_off", 480)]
+
+
+def test_velocities_and_length_are_written():
+    midi = song_to_midi(melody([[0, 1, 60, 20], [1, 1, 62, 127]], end=8))
+    track = note_tracks(midi)[0]
+    assert [m.velocity for m in track if m.type == "note_on"] == [20, 127]
+    assert all(sum(m.time for m in t) == 8 * TICKS_PER_BEAT for t in midi.tracks)  # whole bars, every track
 
 
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="program"):
-        notes_to_midi([[0, 1, 60]], program=200)
+        song_to_midi(melody([[0, 1, 60]], program=200))
     with pytest.raises(ValueError, match="tempo"):
-        notes_to_midi([[0, 1, 60]], tempo=0)
+        song_to_midi(melody([[0, 1, 60]], bpm=0))
 
 
 # --- audio: real WAVs from the real synthesizer, read back with the standard library ------------------
@@ -63,9 +87,9 @@ def synth():
 
 def test_wav_lasts_the_song_plus_its_tail_or_exactly_the_song_when_looping(synth, tmp_path):
     notes = [[b, 1, p] for b, p in zip(range(16), [60, 62, 64, 65, 67, 69, 71, 72] * 2)]
-    mid = write_midi(notes, tmp_path / "song.mid", tempo=120, end=16)  # 4 bars at 120 bpm: 8 s
+    song = melody(notes, bpm=120, end=16)  # 4 bars at 120 bpm: 8 s
     for loop, tail, seconds in ((True, 1.0, 8.0), (False, 1.0, 9.0), (False, 0.25, 8.25), (False, 0, 8.0)):
-        got = render_wav(mid, tmp_path / "song.wav", loop=loop, tail=tail, sample_rate=22050)
+        got = render_wav(song, tmp_path / "song.wav", loop=loop, tail=tail, sample_rate=22050)
         x, rate = read_wav(tmp_path / "song.wav")
         assert rate == 22050 and len(x) == round(seconds * 22050) and got["seconds"] == len(x) / rate
         assert got["render_seconds"] > 0
@@ -73,10 +97,28 @@ def test_wav_lasts_the_song_plus_its_tail_or_exactly_the_song_when_looping(synth
     assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
 
 
+def test_a_song_renders_from_memory_as_its_written_file_does(synth, tmp_path):
+    """The Song itself and the MIDI file written from it: the same events at the same times, the same WAV."""
+    song = Song(tracks=[Track([Note(b * 0.5, 0.5, 60 + b % 12, 40 + 5 * b) for b in range(16)], program=73),
+                        Track([Note(b * 2.0, 2.0, 36 + b, 100) for b in range(4)], program=33),
+                        Track([Note(b * 1.0, 0.25, 38, 110) for b in range(8)], drum=True)],
+                tempos=[(0.0, 140.0), (4.0, 100.0)], length=8.0, title="band")
+    path = write_midi(song, tmp_path / "band.mid")
+    from_song, from_file = midi_timeline(song), midi_timeline(path)
+    assert [(t, m.bytes()) for t, m in from_song[0]] == [(t, m.bytes()) for t, m in from_file[0]]
+    assert from_song[1] == from_file[1] and float(from_song[1]) == pytest.approx(song.seconds(8.0), abs=1e-5)
+    render_wav(song, tmp_path / "memory.wav", sample_rate=22050)
+    render_wav(path, tmp_path / "file.wav", sample_rate=22050)
+    memory, rate = read_wav(tmp_path / "memory.wav")
+    assert np.array_equal(memory, read_wav(tmp_path / "file.wav")[0])
+    assert len(memory) == round((song.duration + 1.0) * rate)
+
+
 @pytest.mark.parametrize("pitch, hz", [(69, 440.0), (81, 880.0)])
 def test_the_written_pitch_sounds(synth, tmp_path, pitch, hz):
-    mid = write_midi([[0, 6, pitch]], tmp_path / "a.mid", tempo=120, program=73, end=8)  # a flute
-    render_wav(mid, tmp_path / "a.wav")
+    song = melody([[0, 6, pitch]], bpm=120, program=73, end=8)  # a flute
+    assert note_name(pitch) == {69: "A4", 81: "A5"}[pitch]
+    render_wav(song, tmp_path / "a.wav")
     x, rate = read_wav(tmp_path / "a.wav")
     held = x[rate // 2: 5 * rate // 2].mean(axis=1)  # 2 s of the sustained note
     spectrum = np.abs(np.fft.rfft(held * np.hanning(len(held))))
@@ -86,17 +128,16 @@ def test_the_written_pitch_sounds(synth, tmp_path, pitch, hz):
 def test_the_sound_ringing_at_the_end_wraps_onto_the_start_of_a_loop(synth, tmp_path):
     # strings (slow release); nothing in the first bar, a note struck on the last beat
     notes = [[4, 4, 60], [15, 1, 69]]
-    mid = write_midi(notes, tmp_path / "l.mid", tempo=120, program=48, end=16)
-    render_wav(mid, tmp_path / "plain.wav")
-    render_wav(mid, tmp_path / "loop.wav", loop=True)
+    song = melody(notes, bpm=120, program=48, end=16)
+    render_wav(song, tmp_path / "plain.wav")
+    render_wav(song, tmp_path / "loop.wav", loop=True)
     plain, rate = read_wav(tmp_path / "plain.wav")
     loop, _ = read_wav(tmp_path / "loop.wav")
     assert len(loop) == 8 * rate
     assert np.abs(plain[:rate // 10]).max() == 0  # played once, the song starts in silence
     assert rms(loop[:rate // 10]) > 0.2 * rms(loop)  # looped, the last note's release sounds there
     # the loop is what plays the second time round when the song is played twice in a row ...
-    twice = write_midi(notes + [[n[0] + 16, *n[1:]] for n in notes], tmp_path / "twice.mid", tempo=120,
-                       program=48, end=32)
+    twice = melody(notes + [[n[0] + 16, *n[1:]] for n in notes], bpm=120, program=48, end=32)
     render_wav(twice, tmp_path / "twice.wav", tail=0)
     second, _ = read_wav(tmp_path / "twice.wav")
     assert np.corrcoef(second[8 * rate:].ravel(), loop.ravel())[0, 1] > 0.999
@@ -136,6 +177,11 @@ def test_several_tracks_channels_drums_and_tempo_changes(synth, tmp_path):
     render_wav(tmp_path / "drums.mid", tmp_path / "drums.wav")
     d, _ = read_wav(tmp_path / "drums.wav")
     assert rms(d[:rate]) > 0.02  # channel 10 plays the drum kit (bank 128), not a silent preset
+    # a Song's drum track does too, from memory
+    kit = Song(tracks=[Track([Note(b * 0.5, 0.25, (36, 38, 42, 38)[b % 4], 100) for b in range(8)], drum=True)],
+               length=4.0)
+    render_wav(kit, tmp_path / "kit.wav")
+    assert rms(read_wav(tmp_path / "kit.wav")[0][:rate]) > 0.02
 
 
 def test_bad_input_is_one_line_naming_the_file(synth, tmp_path):
@@ -145,40 +191,16 @@ def test_bad_input_is_one_line_naming_the_file(synth, tmp_path):
         with pytest.raises(ValueError, match=path.name) as e:
             render_wav(path, tmp_path / "out.wav")
         assert "\n" not in str(e.value)
-    mid = write_midi([[0, 1, 60]], tmp_path / "ok.mid", end=4)
+    song = melody([[0, 1, 60]], end=4)
     with pytest.raises(ValueError, match="nowhere.sf2"):
-        render_wav(mid, tmp_path / "out.wav", soundfont=tmp_path / "nowhere.sf2")
+        render_wav(song, tmp_path / "out.wav", soundfont=tmp_path / "nowhere.sf2")
     with pytest.raises(ValueError, match="empty.mid"):
-        render_wav(write_midi([], tmp_path / "empty.mid"), tmp_path / "out.wav")
+        render_wav(write_midi(Song(), tmp_path / "empty.mid"), tmp_path / "out.wav")
+    with pytest.raises(ValueError, match="^quiet: lasts no time"):  # a Song is named by its title
+        render_wav(Song(title="quiet"), tmp_path / "out.wav")
+    with pytest.raises(ValueError, match=f"more than the {MAX_SECONDS} s"):
+        render_wav(melody([[0, 1, 60]], end=MAX_SECONDS * 2 + 2), tmp_path / "out.wav")
+    for kw, message in (({"sample_rate": 100}, "sample rate"), ({"tail": -1}, "tail")):
+        with pytest.raises(ValueError, match=message):
+            render_wav(song, tmp_path / "out.wav", **kw)
     assert not (tmp_path / "out.wav").exists()
-
-
-# --- piano roll -------------------------------------------------------------------------------------
-
-def test_piano_roll_gives_each_part_its_colour(tmp_path):
-    from matplotlib.colors import to_rgb
-    from matplotlib.image import imread
-    notes = [[b, 4, 60 + (b // 8) * 7] for b in range(0, 32, 4)]  # long notes: many pixels of each colour
-    parts = ["A"] * 4 + ["B"] * 4
-    path = piano_roll(notes, tmp_path / "roll.png", "two parts", 120, parts=parts, end=32)
-    img = imread(path)[..., :3]
-    assert img.shape[0] > 200 and img.shape[1] > 400
-    colours = part_colours(parts)
-    assert len(set(colours.values())) == 2
-    counts = [int(np.all(np.abs(img - to_rgb(c)) < 0.02, axis=-1).sum())
-              for c in [colours["A"], colours["B"], part_colours(["A", "B", "C"])["C"]]]
-    # both parts' colours cover far more than their legend swatches; a third colour is not used
-    assert counts[0] > 2000 and counts[1] > 2000 and counts[2] == 0
-    # a varied repeat is a lighter shade of its theme's colour
-    assert part_colours(["A", "A'", "B"]) == {"A": PART_COLOURS[0], "A'": PART_COLOURS[1], "B": PART_COLOURS[2]}
-
-
-def test_piano_roll_of_a_long_looping_song(tmp_path):
-    from matplotlib.image import imread
-    notes = [[b * 0.5, 0.5, 48 + (b * 5) % 30] for b in range(128)]  # 16 bars
-    path = piano_roll(notes, tmp_path / "loop.png", "seam", 140, parts=["A"] * 64 + ["B"] * 64, end=64, seam=True)
-    assert imread(path).shape[1] > 1000
-    assert bar_label_step(16) == 1 and bar_label_step(32) == 1 and bar_label_step(33) == 2
-    assert bar_label_step(100) == 4 and note_name(60) == "C4" and note_name(69) == "A4"
-    with pytest.raises(ValueError, match="none.png"):
-        piano_roll([], tmp_path / "none.png")

@@ -1,9 +1,11 @@
 """Compose a new song in the style of three_games_combined (see --help; settings live in vgmusic/config.py)."""
+import signal
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vgmusic.predict import main  # noqa: E402
+from os.path import abspath, dirname
 
 if __name__ == "__main__":
-    main(game="three_games_combined")
+    if hasattr(signal, "pthread_sigmask"):  # first: Ctrl-C and SIGTERM wait until vgmusic.entry handles them
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    sys.path.insert(0, dirname(dirname(abspath(__file__))))
+    from vgmusic.entry import start
+    start("vgmusic.predict", game="three_games_combined")

@@ -9,7 +9,14 @@
 
 Each command's --help lists its flags.
 """
+import signal
 import sys
+
+# first of all (only the package's __init__, a few milliseconds, came before): Ctrl-C and SIGTERM wait
+# until entry.start handles them
+if hasattr(signal, "pthread_sigmask"):
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+from .entry import start  # noqa: E402
 
 # command -> (module, function)
 COMMANDS = {"extract": ("extract", "main"), "train": ("train", "main"), "predict": ("predict", "main"),
@@ -23,4 +30,4 @@ if sys.argv[1] not in COMMANDS:
 command = sys.argv.pop(1)
 sys.argv[0] = f"python -m vgmusic {command}"  # what --help and errors call it
 module, function = COMMANDS[command]
-getattr(__import__(f"vgmusic.{module}", fromlist=[function]), function)()
+start(f"vgmusic.{module}", function)

@@ -14,13 +14,13 @@ import time
 import warnings
 from pathlib import Path
 
-from . import ROOT
 from .checkpoint import ARCHS
-from .config import Parser, TrainConfig, checked, between, build, game_overrides, one_of, run_command
+from .cli import build, parser_for, run_command
+from .config import CompareConfig, TrainConfig, game_overrides
 from .store import atomic_path, write_json
 from .train import Run, after_interruption, prepare, train_command
 
-# NumPy and TensorFlow load inside run(), under config.run_command (see train.py).
+# NumPy and TensorFlow load inside run(), under cli.run_command (see train.py).
 
 
 def held_out_loss(model, arch, val_ids, window, pad_id, batch=64):
@@ -129,24 +129,8 @@ def main(argv=None):
                 + "; a game's table is written once all its models are trained")
 
     def body():
-        p = Parser(prog="python -m vgmusic compare", description=__doc__.split("\n\n")[0])
-        p.add_argument("--game", nargs="+", default=["pokemon_red_blue_yellow", "three_games_combined"],
-                       help="games to compare on (default: Pokemon and all three games)")
-        p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS, metavar="ARCH",
-                       help=f"architectures, of {', '.join(ARCHS)} (default: all)")
-        p.add_argument("--transpose", type=checked(int, between(0, 11)), default=5, metavar="N",
-                       help="the augmented runs transpose each training song by every shift within +-N (0: skip "
-                            "them; event encoding only) (default: 5)")
-        p.add_argument("--budget", type=checked(float, between(1, 1e6)), default=120, metavar="SECONDS",
-                       help="seconds of training per model (default: 120)")
-        p.add_argument("--steps", type=checked(int, between(1, 100000)), default=25,
-                       help="gradient steps per epoch, equal for every model (default: 25)")
-        p.add_argument("--encoding", type=checked(str, one_of("event", "classic")), default="event",
-                       help="token encoding for every run: event or classic (default: event)")
-        p.add_argument("--data-dir", default=str(ROOT / "data"), help="extracted songs (get_all_notes.py)")
-        p.add_argument("--out", default=str(ROOT / "docs" / "compare"), help="where the tables and figures go")
-        p.add_argument("--runs-dir", default=str(ROOT / "runs"), help="where each run's model folder goes")
-        a = p.parse_args(argv)
+        p = parser_for(CompareConfig, __doc__.split("\n\n")[0], prog="python -m vgmusic compare")
+        a = build(CompareConfig, p.parse_args(argv))
         if a.transpose and a.encoding == "classic":
             p.error("--transpose needs --encoding event (classic chords have no octave); add --transpose 0")
         try:

@@ -1,30 +1,21 @@
 """Every setting, with its default and why; games override a few of them.
 
-Command-line flags are generated from these dataclasses, so `--help` always lists
-exactly what can be set, and a game folder's script is just a name in GAMES.
+One dataclass per command (TrainConfig, PredictConfig, ExtractConfig, FetchConfig, EvaluateConfig,
+CompareConfig, RetrainConfig): cli.py generates each command's flags from it, so `--help` always lists
+exactly what can be set, with the default a run uses, and every value is checked against the field's range
+before anything runs. A game folder's script is just a name in GAMES.
 """
-import argparse
-import dataclasses
-import errno
-import math
-import os
-import re
-import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ROOT
+from .theory import gm_program, parse_key  # the --instrument and --key checks
 
 
 def _opt(default, help, check=None, **kw):
     """A setting: its default, its --help text, and `check`, a (test, what it must be) pair that
     every value given on the command line must pass."""
     return field(default=default, metadata={"help": help, "check": check, **kw})
-
-
-def at_least(low):
-    return (lambda v: v >= low, f"at least {low}")
 
 
 def between(low, high):
@@ -35,38 +26,6 @@ def one_of(*names):
     return (lambda v: v in names, "one of " + ", ".join(names))
 
 
-POSITIVE = (lambda v: v > 0, "above 0")
-PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-
-
-def parse_key(text):
-    """'D minor', 'Bb', 'f# min', 'Ebm' -> (tonic pitch class, 'major' or 'minor')."""
-    m = re.fullmatch(r"\s*([A-Ga-g])\s*(#|b|♯|♭|sharp|flat)?\s*(major|maj|minor|min|m)?\s*", text, re.IGNORECASE)
-    if not m or (m[2] and m[2][0] == "B"):  # 'B' alone is a note name, not a flat sign
-        raise ValueError(f"{text!r} is not a key (e.g. 'D minor', 'Bb major', 'F#')")
-    shift = {"#": 1, "♯": 1, "s": 1, "b": -1, "♭": -1, "f": -1}[m[2][0].lower()] if m[2] else 0
-    return (PITCH_CLASSES[m[1].upper()] + shift) % 12, "minor" if m[3] and m[3].lower() != "major" and \
-        m[3].lower() != "maj" else "major"
-
-
-def gm_program(text):
-    """General MIDI program of an instrument, by number or by (part of) its name: 'flute' -> 73."""
-    if text.strip().isdigit():
-        if int(text) > 127:
-            raise ValueError(f"General MIDI programs are 0-127, got {text}")
-        return int(text)
-    from pretty_midi.constants import INSTRUMENT_MAP
-    def words(name):
-        return re.findall(r"[a-z0-9]+", name.lower())
-    want = words(text)
-    exact = [i for i, name in enumerate(INSTRUMENT_MAP) if words(name) == want]
-    # else every word given, in any order: 'square lead' is 'Lead 1 (square)'
-    found = exact or [i for i, name in enumerate(INSTRUMENT_MAP) if want and set(want) <= set(words(name))]
-    if not found:
-        raise ValueError(f"{text!r} is no General MIDI instrument (e.g. 'piano', 'flute', 'square lead', 0-127)")
-    return found[0]  # the first General MIDI instrument of that name: 'guitar' is a nylon guitar
-
-
 def _parses(parse, what):
     def ok(text):
         try:
@@ -75,6 +34,11 @@ def _parses(parse, what):
             return False
         return True
     return (lambda v: v == "" or ok(v), what)
+
+
+# Every number a flag takes is bounded, so no value can overflow, sleep for ages or loop for ever;
+# floats must also be finite (cli.checked refuses inf and nan).
+MANY = 1_000_000  # the upper bound of counts with no natural one (epochs, steps)
 FRACTION = (lambda v: 0 < v < 1, "between 0 and 1, exclusive")
 SEED = (lambda v: -1 <= v < 2 ** 32, "-1 or from 0 to 2**32-1")
 
@@ -83,7 +47,8 @@ SEED = (lambda v: -1 <= v < 2 ** 32, "-1 or from 0 to 2**32-1")
 class TrainConfig:
     game: str = _opt("", "which game's songs to train on (a folder name under midi_songs/, or a combined game)")
     data_dir: str = _opt(str(ROOT / "data"), "where get_all_notes.py wrote the extracted songs and vocabulary")
-    model_dir: str = _opt("", "where weights and their sidecar go (default: <project>/<game>/weights)")
+    model_dir: str = _opt("", "where weights and their sidecar go: <project>/<game>/weights, except for a game "
+                              "with a shipped model: <project>/runs/<game> unless --replace-shipped")
     encoding: str = _opt("event", "tokens: 'event' (pitches with octave, duration, wait: rhythm and rests) "
                                   "or 'classic' (the original pitch-name/chord/Rest stream, every note half a beat)",
                          one_of("event", "classic"))
@@ -104,7 +69,7 @@ class TrainConfig:
     window: int = _opt(75, "tokens of context per training window (~3.2 tokens per event: 75 tokens ~ the "
                            "original's 25 notes)", between(2, 4096))
     stride: int = _opt(3, "tokens between the starts of training windows; many-to-many models see every "
-                          "token at several positions even with a stride above 1", at_least(1))
+                          "token at several positions even with a stride above 1", between(1, 4096))
     embed_dim: int = _opt(64, "token embedding size; replaces the original's id/vocab-size scalar input",
                           between(1, 4096))
     units: int = _opt(256, "LSTM units per layer (per direction for bilstm); model width for the transformer",
@@ -116,26 +81,34 @@ class TrainConfig:
     dropout: float = _opt(0.3, "dropout after each recurrent, attention and dense layer, as in the original",
                           (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"))
     batch_size: int = _opt(64, "windows per gradient step", between(1, 65536))
-    epochs: int = _opt(200, "upper bound on epochs; early stopping usually ends far sooner", at_least(1))
+    epochs: int = _opt(200, "upper bound on epochs; early stopping usually ends far sooner", between(1, MANY))
     select: str = _opt("pitch", "which held-out loss picks the best epoch and stops training: 'pitch' (the event "
                                 "encoding's pitch tokens; the total hid that pitches went on improving) or 'total'",
                        one_of("pitch", "total"))
     patience: int = _opt(8, "stop after this many epochs without a better held-out loss (the original overfits "
-                            "from epoch 2)", at_least(1))
+                            "from epoch 2)", between(1, MANY))
     learning_rate: float = _opt(1e-3, "Adam learning rate", (lambda v: 0 < v <= 10, "above 0 and at most 10"))
-    val_fraction: float = _opt(0.15, "share of songs held out whole for validation (at least one song)", FRACTION)
-    val_songs: list = _opt((), "file names to hold out instead of a random share", nargs="*")
+    val_fraction: float = _opt(0.15, "share of songs held out whole for validation (at least one song); given, it "
+                                     "wins over the songs a game holds out itself (Pokemon: two named songs)",
+                               FRACTION)
+    val_songs: list = _opt((), "file names to hold out instead of a random share (not with --val-fraction)",
+                           nargs="*")
     split_seed: int = _opt(0, "seed of the song-level split, kept apart from --seed so runs stay comparable",
                            between(0, 2 ** 32 - 1))
     max_steps: int = _opt(50, "gradient steps per epoch (0: one pass over all windows); 50 makes checkpoints "
                               "finer than the few hundred steps after which the held-out loss bottoms out",
-                          at_least(0))
+                          between(0, MANY))
     budget: float = _opt(0.0, "stop training after this many seconds of wall-clock time (0: no limit)",
-                         (lambda v: 0 <= v < 1e9, "0 or more seconds"))
+                         (lambda v: 0 <= v < 1e9, "from 0 up to 1e9 seconds"))
     seed: int = _opt(0, "seed for weights, shuffling and dropout: the same seed repeats a run",
                      between(0, 2 ** 32 - 1))
     resume: bool = _opt(False, "continue from the last weights in the model dir instead of starting over")
-    verbose: int = _opt(1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch", between(0, 2))
+    replace_shipped: bool = _opt(False, "train into <game>/weights even where it holds a shipped model (the four "
+                                        "games of the original), replacing it; without it those games train into "
+                                        "<project>/runs/<game>/ and a --model-dir naming a shipped folder is refused")
+    verbose: int = _opt(1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch; 1 is 2 when the "
+                           "output is not a terminal (a log file gets lines, not progress-bar redraws)",
+                        between(0, 2))
 
 
 # MIDI stores a tempo as microseconds per beat in 24 bits: 3.58 bpm is its slowest; 1000 bpm is
@@ -161,7 +134,7 @@ class PredictConfig:
     temperature: float = _opt(1.0, "sampling temperature; 0 is the original's argmax, which loops on one note",
                               (lambda v: 0 <= v <= 100, "from 0 to 100"))
     top_k: int = _opt(0, "sample only among the k likeliest tokens (0, or k at or above the vocabulary: all)",
-                      at_least(0))
+                      between(0, MANY))
     top_p: float = _opt(0.85, "sample only among the likeliest tokens whose probabilities add up to p (1: all); "
                               "0.85 keeps the network's rare wide leaps out: the setting that met the most targets "
                               "on the four games (docs/eval/sweep.md)", (lambda v: 0 < v <= 1, "above 0, at most 1"))
@@ -250,6 +223,77 @@ GAMES = {
 }
 
 
+# The models shipped in the four game folders (tracked in git), which `python -m vgmusic retrain` retrains;
+# training those games elsewhere goes to RUNS/<game>, so an experiment never overwrites them.
+SHIPPED = ("pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "three_games_combined")
+RUNS = ROOT / "runs"  # git-ignored
+
+
+@dataclass
+class RetrainConfig:
+    games: list = _opt(SHIPPED, "which of the shipped models to retrain", nargs="+", choices=SHIPPED,
+                       metavar="GAME")
+    data_dir: str = _opt(str(ROOT / "data"), "where get_all_notes.py wrote the extracted songs and vocabulary")
+    seed: int = _opt(0, "seed for weights, shuffling and dropout: the same seed repeats a run",
+                     between(0, 2 ** 32 - 1))
+
+
+@dataclass
+class FetchConfig:
+    songs_dir: str = _opt(str(ROOT / "midi_songs"), "where game folders go", metavar="DIR")
+    manifest: str = _opt(str(ROOT / "midi_songs" / "manifest.json"), "songs to get", metavar="FILE")
+    games: list = _opt((), "only these games of the manifest (default: all)", nargs="*", metavar="GAME")
+    retries: int = _opt(4, "download attempts per file: raw-file hosts drop the odd request under load",
+                        between(1, 100), metavar="N")
+    timeout: float = _opt(30.0, "seconds one download attempt may take, from connecting to the last byte",
+                          (lambda v: 0 < v <= 3600, "above 0, at most 3600"), metavar="S")
+    backoff: float = _opt(1.0, "seconds before the 2nd attempt, doubled before each later one, and no wait longer "
+                               "than 60 s", between(0, 60), metavar="S")
+    base_url: str = _opt("", "download from a mirror laid out the same way: URL replaces the manifest's base_url "
+                             "in every url", metavar="URL")
+    source: str = _opt("", "import from a local folder or .zip instead of downloading (files found by name, "
+                           "under <game>/ or anywhere), checked by the same sha256", flag="--from", metavar="DIR|ZIP")
+    corpus: list = _opt((), "instead, export these offline corpora into <songs-dir>/<name>/ (listed below)",
+                        nargs="+")
+    limit: int = _opt(50, "pieces per corpus, 0 for all (50 is about as many as the three games' songs)",
+                      between(0, MANY), metavar="N")
+    progress: bool = _opt(True, "progress bars, on a terminal only (the per-file lines print either way)")
+
+
+@dataclass
+class EvaluateConfig:
+    game: str = _opt("", "game whose songs are the reference (e.g. pokemon_red_blue_yellow)", required=True)
+    generated: list = _opt((), "folder of generated .mid files; one set per folder, repeatable (default: none, "
+                               "which reports the held-out against the training songs)", nargs="+",
+                           action="extend", metavar="DIR")
+    label: list = _opt((), "a name per --generated folder, in the same order (default: the folder's name)",
+                       nargs="+", action="extend")
+    data_dir: str = _opt(str(ROOT / "data"), "extracted songs from get_all_notes.py")
+    model_dir: str = _opt("", "model folder whose model.json names the training and held-out songs (default: "
+                              "<project>/<game>/weights; without one there, the game's default split)")
+    out: str = _opt("", "writes PREFIX.json, PREFIX.md, PREFIX.png (default: <project>/runs/eval/<game>; the "
+                        "reports in docs/eval/ are bench/quality.py's)", metavar="PREFIX")
+    beats_per_bar: int = _opt(4, "beats per bar for bar-level figures (the songs' 4/4)", between(1, 64))
+    ngram: int = _opt(8, "notes per run when counting runs copied from the training songs (metrics.NGRAM)",
+                      between(2, 1000))
+
+
+@dataclass
+class CompareConfig:
+    game: list = _opt(("pokemon_red_blue_yellow", "three_games_combined"), "games to compare on", nargs="+",
+                      metavar="GAME")
+    archs: list = _opt(tuple(ARCH_DEFAULTS), "architectures", nargs="+", choices=tuple(ARCH_DEFAULTS),
+                       metavar="ARCH")
+    transpose: int = _opt(5, "the augmented runs transpose each training song by every shift within +-N (0: "
+                             "skip them; event encoding only)", between(0, 11), metavar="N")
+    budget: float = _opt(120.0, "seconds of training per model", between(1, 1e6), metavar="SECONDS")
+    steps: int = _opt(25, "gradient steps per epoch, equal for every model", between(1, 100000))
+    encoding: str = _opt("event", "token encoding for every run: event or classic", one_of("event", "classic"))
+    data_dir: str = _opt(str(ROOT / "data"), "extracted songs (get_all_notes.py)")
+    out: str = _opt(str(ROOT / "docs" / "compare"), "where the tables and figures go", metavar="DIR")
+    runs_dir: str = _opt(str(RUNS), "where each run's model folder goes")
+
+
 def game_sources(game):
     """Song folders a game trains on; any other name is a user's own folder under midi_songs/."""
     return GAMES.get(game, {}).get("sources", [game])
@@ -263,119 +307,14 @@ def default_model_dir(game):
     return ROOT / game / "weights"
 
 
-def _other_defaults(name):
-    """'; classic: 25; transformer: 512' for settings that the encoding or architecture changes."""
-    return "".join(f"; {k}: {v[name]!r}" for table in (ENCODING_DEFAULTS, ARCH_DEFAULTS) for k, v in table.items()
-                   if name in v and v[name] != getattr(TrainConfig, name))
-
-
-def checked(kind, check):
-    """argparse type: parse the value and test it, so a bad value is refused before anything runs."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an' if kind is int else 'a'} {kind.__name__}")
-        if kind is float and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        if check and not check[0](value):
-            raise argparse.ArgumentTypeError(f"must be {check[1]}, got {text!r}")
-        return value
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-def add_flags(parser, cls, skip=()):
-    """One flag per dataclass field, its help text from the field's comment."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = "" if f.default in ("", ()) else f" (default: {f.default!r}"
-        if default and cls is TrainConfig:
-            default += _other_defaults(f.name)
-        help = f.metadata["help"] + (default + ")" if default else "")
-        if f.type is bool:  # --x / --no-x, so a default of True can be turned off
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
-        elif "nargs" in f.metadata:
-            parser.add_argument(flag, nargs=f.metadata["nargs"], default=None, metavar="NAME", help=help)
-        else:
-            parser.add_argument(flag, type=checked(f.type, f.metadata["check"]), default=None,
-                                metavar=f.type.__name__.upper(), help=help)
-
-
-def build(cls, args, **overrides):
-    """Defaults, then the encoding's and architecture's, then the game's overrides, then the flags given."""
-    values = {f.name: f.default for f in dataclasses.fields(cls)}
-    given = {k: v for k, v in vars(args).items() if v is not None and k in values}
-    if cls is TrainConfig:
-        encoding = given.get("encoding", overrides.get("encoding", values["encoding"]))
-        arch = given.get("arch", overrides.get("arch", values["arch"]))
-        values.update(ENCODING_DEFAULTS.get(encoding, {}))
-        values.update(ARCH_DEFAULTS.get(arch, {}))
-    values.update({k: v for k, v in overrides.items() if k in values})
-    values.update(given)
-    return cls(**values)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line: the usage is one --help away."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def parser_for(cls, description, skip=()):
-    p = Parser(description=description)
-    add_flags(p, cls, skip)
-    return p
-
-
-def writable_file(path, what="output file"):
-    """Refuse, before any work, an output path that is a folder or lies where nothing can be written."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder; give a file name for the {what}")
-    folder = path.parent
-    while not folder.exists():  # created on writing: the first folder that exists must take it
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"{path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{path}: folder {folder} is not writable")
-    return path
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so the same clean-up runs; exits 143 instead of 130."""
-    code = 143
-
-    @classmethod
-    def handler(cls, signum, frame):
-        raise cls()
-
-
-def os_error(e):
-    """'PATH: No space left on device (ENOSPC)': what failed, where, and the errno to search for."""
-    name = errno.errorcode.get(e.errno, "") if e.errno else ""
-    where = f"{e.filename}: " if e.filename else ""
-    return f"{where}{e.strerror or e}" + (f" ({name})" if name else "")
-
-
-def run_command(body, kept=lambda: "nothing half-written is left"):
-    """Run a command the same way everywhere: a clear line and an exit status, never a traceback.
-    `kept()` says, after Ctrl-C or SIGTERM, what was kept."""
-    before = signal.getsignal(signal.SIGTERM)
-    if before is not signal.SIG_IGN:  # nohup and friends ignore it on purpose
-        signal.signal(signal.SIGTERM, Terminated.handler)
-    try:
-        return body()
-    except KeyboardInterrupt as e:
-        print(f"\ninterrupted: {kept()}", file=sys.stderr)
-        sys.exit(getattr(e, "code", 130))
-    except OSError as e:
-        sys.exit(f"error: {os_error(e)}")
-    except (ValueError, MemoryError) as e:
-        sys.exit(f"error: {e}" if str(e) else f"error: {type(e).__name__}")
-    finally:
-        signal.signal(signal.SIGTERM, before)
+def train_dir(game, model_dir="", replace_shipped=False):
+    """Where training goes: --model-dir, else <game>/weights, except for the shipped games: RUNS/<game> unless
+    --replace-shipped. A --model-dir naming a shipped model's folder needs --replace-shipped too (ValueError)."""
+    if model_dir:
+        folder = Path(model_dir).expanduser()
+        owner = next((g for g in SHIPPED if default_model_dir(g).resolve() == folder.resolve()), None)
+        if owner and not replace_shipped:
+            raise ValueError(f"{folder} holds the shipped {owner} model (tracked in git): add --replace-shipped to "
+                             "train over it, or give another --model-dir")
+        return folder
+    return RUNS / game if game in SHIPPED and not replace_shipped else default_model_dir(game)

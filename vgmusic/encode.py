@@ -1,9 +1,8 @@
 """Songs -> token ids and back, the song-level split, and training windows.
 
-An encoding turns one extracted song (see extract.py) into a list of string
-tokens and turns generated tokens back into timed notes for render.py. Models
-store the encoding's name and vocabulary, so sampling decodes exactly as
-training encoded.
+An encoding turns one Song (vgmusic.song; extract.py reads them from MIDI) into a list of string tokens
+and turns generated tokens back into Notes. Models store the encoding's spec and vocabulary, so sampling
+decodes exactly as training encoded.
 """
 import random
 from pathlib import Path
@@ -11,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import game_sources
+from .song import Note, Song
 from .store import read_json, tokens_hash
+from .theory import diatonic_shift, key_shift
 
 # The original's fixed step: every token lasted and advanced half a beat.
 CLASSIC_STEP = 0.5
@@ -32,7 +33,7 @@ class Classic:
         if transpose or steps:
             raise ValueError("the classic encoding cannot be transposed (its chords have no octave); "
                              "use --encoding event")
-        return song["classic"]
+        return song.meta["classic"]
 
     def events(self, tokens):
         return len(tokens)  # one token per note, chord or rest
@@ -48,7 +49,7 @@ class Classic:
         return read_json(Path(data_dir) / "vocab.json", "vocabulary (run get_all_notes.py)")["classic"]
 
     def decode(self, tokens):
-        """Timed notes [onset, duration, midi pitch] in quarter notes.
+        """Notes (onset, duration in beats, pitch).
 
         Chords carry pitch classes only, so they are voiced from middle C as the original
         did; rests take their half beat instead of all landing at offset 0.
@@ -60,9 +61,9 @@ class Classic:
             if tok == "Rest":
                 continue
             if tok[0].isdigit():
-                notes += [[t, CLASSIC_STEP, 60 + int(pc)] for pc in tok.split(".")]
+                notes += [Note(t, CLASSIC_STEP, 60 + int(pc)) for pc in tok.split(".")]
             else:
-                notes.append([t, CLASSIC_STEP, pitch.Pitch(tok).midi])
+                notes.append(Note(t, CLASSIC_STEP, pitch.Pitch(tok).midi))
         return notes
 
 
@@ -75,6 +76,14 @@ TIME_STEPS = (list(range(1, 13)) + [15, 16, 18, 20, 21, 24, 27, 30, 32, 36, 42, 
               + [54, 60, 66, 72, 84, 96])
 MAX_STEP = TIME_STEPS[-1]
 PAD = "<pad>"  # what comes before a song's first token, so models learn how songs open
+# Control tokens a model's vocabulary holds after every note token, unused until a model is trained to
+# read them (a game or style, a track or instrument, infill markers): reserving them now means those
+# capabilities add no token and change no id; models trained before have none (their spec says 0).
+RESERVED = 32
+
+
+def control(i):
+    return f"<ctl{i}>"
 
 
 # Which part of an event a token says, for the held-out loss split by kind and for the sampler.
@@ -82,47 +91,15 @@ TOKEN_KINDS = {"p": "pitch", "d": "duration", "w": "wait"}
 
 
 def token_kind(token):
-    return "pad" if token == PAD else TOKEN_KINDS.get(token[0], "note") if token else "note"
+    if token == PAD:
+        return "pad"
+    if token.startswith("<"):
+        return "control"
+    return TOKEN_KINDS.get(token[0], "note") if token else "note"
 
 
 def nearest_step(steps):
     return min(TIME_STEPS, key=lambda v: (abs(v - steps), v))
-
-
-def melody_part(parts):
-    """The part that carries the tune: the highest-sounding of the parts that play a real share of the notes.
-
-    Accompaniment tends to be lower and either sparse (pads) or dense (arpeggios); taking the first part,
-    as the original did, often picks a bass or an empty track.
-    """
-    pitched = [p for p in parts if not p["drum"] and p["notes"]]
-    if not pitched:
-        return None
-    most = max(len(p["notes"]) for p in pitched)
-    candidates = [p for p in pitched if len(p["notes"]) >= 0.25 * most]
-    return max(candidates, key=lambda p: sum(n[2] for n in p["notes"]) / len(p["notes"]))
-
-
-C_MAJOR = (0, 2, 4, 5, 7, 9, 11)
-
-
-def diatonic_shift(pitch, steps):
-    """Move a pitch by scale steps within C major: a melody keeps its contour and its key, and each of its
-    intervals changes by at most a semitone (a step stays a step). A note outside the scale moves with
-    the scale note below it."""
-    if not steps:
-        return pitch
-    octave, pc = divmod(pitch, 12)
-    chroma = 0 if pc in C_MAJOR else 1
-    degree = C_MAJOR.index(pc - chroma) + steps
-    return 12 * (octave + degree // 7) + C_MAJOR[degree % 7] + chroma
-
-
-def key_shift(key):
-    """Semitones (-6..5) that take a song's key to C major or A minor."""
-    target = 0 if key["mode"] == "major" else 9
-    shift = (target - key["tonic"]) % 12
-    return shift - 12 if shift > 5 else shift
 
 
 class Event:
@@ -136,14 +113,19 @@ class Event:
     never leaves it, and any chord in any octave is expressible.
     """
     name = "event"
+    max_step = MAX_STEP  # the longest wait one token says
 
-    def __init__(self, parts="melody", key_normalize=False):
+    def __init__(self, parts="melody", key_normalize=False, reserved=0):
         if parts not in ("melody", "all"):
             raise ValueError(f"parts must be 'melody' or 'all', got {parts!r}")
-        self.parts, self.key_normalize = parts, bool(key_normalize)
+        if not isinstance(reserved, int) or isinstance(reserved, bool) or not 0 <= reserved <= 4096:
+            raise ValueError(f"reserved must be a count of control tokens, got {reserved!r}")
+        # parts: which tracks the encoding reads (the stored spec keeps the word, models carry it)
+        self.parts, self.key_normalize, self.reserved = parts, bool(key_normalize), reserved
 
     def spec(self):
-        return {"name": self.name, "parts": self.parts, "key_normalize": self.key_normalize, "grid": GRID}
+        spec = {"name": self.name, "parts": self.parts, "key_normalize": self.key_normalize, "grid": GRID}
+        return dict(spec, reserved=self.reserved) if self.reserved else spec  # older models' spec, unchanged
 
     def events(self, tokens):
         # every event ends in one duration after its pitches; a sampled duration with no pitch is no event
@@ -155,16 +137,20 @@ class Event:
 
     def vocabulary(self, data_dir=None):
         return ([PAD] + [f"p{i}" for i in range(128)] + [f"d{v}" for v in TIME_STEPS]
-                + [f"w{v}" for v in TIME_STEPS])
+                + [f"w{v}" for v in TIME_STEPS] + [control(i) for i in range(self.reserved)])
 
     def song_shift(self, song):
-        return key_shift(song["key"]) if self.key_normalize else 0
+        return key_shift(song.key) if self.key_normalize and song.key is not None else 0
 
     def song_notes(self, song):
+        """The notes this encoding reads: the melody track's, or every pitched track's. Notes without
+        length (grace notes, which have no time of their own) are left out."""
         if self.parts == "melody":
-            part = melody_part(song["parts"])
-            return part["notes"] if part else []
-        return [n for p in song["parts"] if not p["drum"] for n in p["notes"]]
+            track = song.melody()
+            notes = track.notes if track else []
+        else:
+            notes = sorted(n for t in song.pitched() for n in t.notes)
+        return [n for n in notes if n.duration > 0]
 
     def song_tokens(self, song, transpose=0, steps=0):
         """Tokens of a song, shifted by its key normalisation plus `transpose` semitones, then moved by
@@ -173,7 +159,7 @@ class Event:
         Returns None when the shift would push a note outside MIDI's 0-127.
         """
         shift = self.song_shift(song) + transpose
-        notes = [[n[0], n[1], diatonic_shift(n[2] + shift, steps)] for n in self.song_notes(song)]
+        notes = [(n[0], n[1], diatonic_shift(n[2] + shift, steps)) for n in self.song_notes(song)]
         if any(not 0 <= n[2] <= 127 for n in notes):
             return None
         return self.encode_notes(notes)
@@ -207,17 +193,18 @@ class Event:
         return out
 
     def decode(self, tokens):
-        """Timed notes [onset, duration, pitch] in quarters. Tolerant of any token order a sampler makes:
-        a wait or pitch without its event's duration gives the event the wait's length (or a beat)."""
+        """Notes (onset, duration in beats, pitch). Tolerant of any token order a sampler makes: a wait or
+        pitch without its event's duration gives the event the wait's length (or a beat); control tokens
+        are no notes."""
         notes, now, pitches, dur = [], 0, [], None
 
         def flush(wait):
             length = dur if dur is not None else (wait or GRID)
-            notes.extend([now / GRID, length / GRID, p] for p in pitches)
+            notes.extend(Note(now / GRID, length / GRID, p) for p in pitches)
 
         for tok in tokens:
             kind = tok[0]
-            if tok == PAD:
+            if tok[0] == "<":  # the pad and control tokens
                 continue
             if kind == "p":
                 if dur is not None:  # a pitch after a duration starts a new event at the same onset
@@ -269,12 +256,24 @@ class Vocab:
 
 
 def load_songs(data_dir, game):
-    """The extracted songs a game trains on, in a stable order."""
+    """The extracted Songs a game trains on, in a stable order; each one's meta says where it came from
+    (source folder, file, sha256) and holds the original's tokens ("classic")."""
     songs = []
     for source in game_sources(game):
-        data = read_json(Path(data_dir) / f"{source}.json",
-                         f"extracted songs of '{source}' (run get_all_notes.py first)")
-        songs += [dict(s, source=source) for s in data["songs"]]
+        path = Path(data_dir) / f"{source}.json"
+        data = read_json(path, f"extracted songs of '{source}' (run get_all_notes.py first)")
+        rows = data.get("songs") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: not a game's extracted songs (re-run get_all_notes.py)")
+        for row in rows:
+            try:
+                song = Song.from_json(row["song"])
+                song.meta = {"source": source, "file": str(row["file"]), "sha256": str(row["sha256"]),
+                             "classic": list(row["classic"])}
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}: a damaged song ({e}); re-run get_all_notes.py") from None
+            song.title = song.meta["file"]
+            songs.append(song)
     return songs
 
 
@@ -283,18 +282,18 @@ def split_songs(songs, val_fraction, val_songs=(), split_seed=0):
     if len(songs) < 2:
         raise ValueError(f"need at least 2 songs to hold one out for validation, got {len(songs)}")
     if val_songs:
-        names = {s["file"] for s in songs}
+        names = {s.meta["file"] for s in songs}
         unknown = [v for v in val_songs if v not in names]
         if unknown:
             raise ValueError(f"validation songs not among this game's songs: {', '.join(unknown)}")
         held = set(val_songs)
     else:
-        order = sorted(s["file"] + "/" + s["source"] for s in songs)
+        order = sorted(s.meta["file"] + "/" + s.meta["source"] for s in songs)
         random.Random(split_seed).shuffle(order)
         n = min(len(songs) - 1, max(1, round(val_fraction * len(songs))))
         held = {k.rsplit("/", 1)[0] for k in order[:n]}
-    train = [s for s in songs if s["file"] not in held]
-    val = [s for s in songs if s["file"] in held]
+    train = [s for s in songs if s.meta["file"] not in held]
+    val = [s for s in songs if s.meta["file"] in held]
     return train, val
 
 

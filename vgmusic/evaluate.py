@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ROOT
 from .checkpoint import SIDECAR
-from .config import Parser, TrainConfig, between, default_model_dir, game_overrides, run_command, writable_file
-from .config import checked
+from .cli import build, parser_for, run_command, writable_file
+from .config import RUNS, EvaluateConfig, TrainConfig, default_model_dir, game_overrides
 from .encode import Event, load_songs, split_songs
 from .metrics import (COMPARED, FIGURES, HISTOGRAMS, MATCH, NGRAM, TIME_BINS, Reference, check_targets,
                       compare_sets, originality, song_features, structure, summarize)
@@ -30,41 +29,27 @@ PLOTTED = {"scale_consistency": 0.92, "scale_consistency_window": None, "return_
 
 
 def read_midi_notes(path):
-    """Every non-drum note of a MIDI file as [onset, duration, pitch, velocity] in beats (mido: fast)."""
-    import mido
-    try:
-        midi = mido.MidiFile(str(path))
-    except Exception as e:  # mido raises OSError, EOFError, ValueError, KeyError... on bad files
-        raise ValueError(f"{path}: not a readable MIDI file ({type(e).__name__}: {str(e)[:100]})") from None
-    if midi.type == 2:
-        raise ValueError(f"{path}: MIDI type 2 (independent sequences) is not supported")
-    notes = []
-    for track in midi.tracks:  # types 0 and 1: every track counts ticks from the same start
-        now, sounding = 0, {}
-        for msg in track:
-            now += msg.time
-            if msg.type not in ("note_on", "note_off") or msg.channel == 9:  # channel 10: drums
-                continue
-            key = (msg.channel, msg.note)
-            if msg.type == "note_on" and msg.velocity > 0:
-                sounding.setdefault(key, []).append((now, msg.velocity))
-            elif sounding.get(key):
-                start, vel = sounding[key].pop(0)
-                notes.append([start, now - start, msg.note, vel])
-        notes += [[start, now - start, key[1], vel] for key, starts in sounding.items() for start, vel in starts]
-    tpb = midi.ticks_per_beat
-    return sorted([on / tpb, dur / tpb, pitch, vel] for on, dur, pitch, vel in notes)
+    """The melody of a MIDI file (the project's one reader, vgmusic.midi): its Notes in beats, none if
+    nothing is pitched."""
+    from .midi import read_midi
+    melody = read_midi(path).melody()
+    return list(melody.notes) if melody else []
 
 
 def read_folder(folder):
-    """The non-empty .mid files of a folder as (names, note lists); empty ones are named on stderr."""
+    """The .mid files of a folder with pitched notes as (names, melodies); an unreadable or empty file is
+    skipped with a warning naming it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: folder of generated songs not found")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".mid", ".midi"))
     names, songs = [], []
     for path in files:
-        notes = read_midi_notes(path)
+        try:
+            notes = read_midi_notes(path)
+        except ValueError as e:
+            print(f"warning: skipping {e}", file=sys.stderr)
+            continue
         if notes:
             names.append(path.name)
             songs.append(notes)
@@ -101,12 +86,12 @@ def game_split(game, data_dir, model_dir=""):
             raise ValueError(f"{sidecar}: song entry {json.dumps(entry)[:80]} is not [source, file, sha256]")
         source, file, sha = entry
         if source not in loaded:
-            loaded[source] = {s["file"]: s for s in load_songs(data_dir, source)}
+            loaded[source] = {s.meta["file"]: s for s in load_songs(data_dir, source)}
         song = loaded[source].get(file)
         if song is None:
             raise ValueError(f"{Path(data_dir) / source}.json: no song {file!r}, which {sidecar} names "
                              f"(re-run get_all_notes.py)")
-        if song["sha256"] != sha:
+        if song.meta["sha256"] != sha:
             raise ValueError(f"{Path(data_dir) / source}.json: {file!r} has changed since the model in "
                              f"{folder} was trained (sha256 differs)")
         return song
@@ -117,7 +102,7 @@ def game_split(game, data_dir, model_dir=""):
 def melodies(songs):
     """Each song's melody part (what the models write), and the song's file name."""
     enc = Event(parts="melody")
-    pairs = [(s["file"], enc.song_notes(s)) for s in songs]
+    pairs = [(s.meta["file"], enc.song_notes(s)) for s in songs]
     return [n for n, notes in pairs if notes], [notes for _, notes in pairs if notes]
 
 
@@ -281,32 +266,14 @@ def main(argv=None):
 
 
 def command(argv, written):
-    p = Parser(description="Measure generated songs against a game's training and held-out "
-                           "songs: pitch, scale, melody, rhythm, structure (returns to a theme), "
-                           "originality (runs copied from the training songs), and the overlap "
-                           "of each figure's distribution with the training songs'. "
-                           "Deterministic: the same input gives the same report.")
-    p.add_argument("--game", required=True, help="game whose songs are the reference (e.g. pokemon_red_blue_yellow)")
-    p.add_argument("--generated", nargs="+", action="extend", default=[], metavar="DIR",
-                   help="folder of generated .mid files; one set per folder, repeatable (default: none, "
-                        "which reports the held-out against the training songs)")
-    p.add_argument("--label", nargs="+", action="extend", default=[], metavar="NAME",
-                   help="a name per --generated folder, in the same order (default: the folder's name)")
-    p.add_argument("--data-dir", default=str(ROOT / "data"), metavar="DIR",
-                   help="extracted songs from get_all_notes.py (default: %(default)s)")
-    p.add_argument("--model-dir", default="", metavar="DIR",
-                   help=f"model folder whose {SIDECAR} names the training and held-out songs (default: "
-                        f"<project>/<game>/weights; without one there, the game's default split)")
-    p.add_argument("--out", default="", metavar="PREFIX",
-                   help="writes PREFIX.json, PREFIX.md, PREFIX.png (default: <project>/docs/eval/<game>)")
-    p.add_argument("--beats-per-bar", type=checked(int, between(1, 64)), default=4, metavar="N",
-                   help="beats per bar for bar-level figures (default: %(default)s, the songs' 4/4)")
-    p.add_argument("--ngram", type=checked(int, between(2, 1000)), default=NGRAM, metavar="N",
-                   help="notes per run when counting runs copied from the training songs (default: %(default)s)")
-    args = p.parse_args(argv)
+    p = parser_for(EvaluateConfig, "Measure generated songs against a game's training and held-out songs: pitch, "
+                                   "scale, melody, rhythm, structure (returns to a theme), originality (runs copied "
+                                   "from the training songs), and the overlap of each figure's distribution with the "
+                                   "training songs'. Deterministic: the same input gives the same report.")
+    args = build(EvaluateConfig, p.parse_args(argv))
     if args.label and len(args.label) != len(args.generated):
         raise ValueError(f"{len(args.label)} --label names for {len(args.generated)} --generated folders")
-    prefix = Path(args.out) if args.out else ROOT / "docs" / "eval" / args.game
+    prefix = Path(args.out) if args.out else RUNS / "eval" / args.game  # docs/eval/ is bench/quality.py's
     writable_file(prefix.with_name(prefix.name + ".json"), "report")  # before the minutes of measuring
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     train, held, source = game_split(args.game, args.data_dir, args.model_dir)

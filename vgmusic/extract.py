@@ -24,11 +24,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .bounded import run_bounded
+from .midi import midi_to_song, parse_bytes, unwrap_riff
+from .song import Key, Song
 from .config import ExtractConfig
 from .store import write_json
 
 # Bump when what parse_midi returns changes, so stale cache entries are re-parsed.
-EXTRACT_VERSION = 2
+EXTRACT_VERSION = 3
 MIDI_SUFFIXES = (".mid", ".midi")
 # Failures that recur with the same bounds, so a re-run skips them from the cache; a crash
 # or a file changed while being read may not recur, and is tried again.
@@ -68,16 +70,6 @@ def _has_pitched(stream):
     return any(isinstance(n, (note.Note, chord.Chord)) for n in stream.recurse().notes)
 
 
-def unwrap_riff(data):
-    """The standard MIDI file inside an RMID file (RIFF-wrapped MIDI, as Windows saved it); other bytes as they are."""
-    if data[:4] != b"RIFF":
-        return data
-    at = data.find(b"data", 12) if data[8:12] == b"RMID" else -1  # the first chunk, in every RMID file seen
-    if at < 0:
-        raise ValueError("a RIFF file, but not RIFF MIDI (RMID) with a 'data' chunk")
-    return data[at + 8:at + 8 + int.from_bytes(data[at + 4:at + 8], "little")]
-
-
 def _read(path):
     try:
         return Path(path).read_bytes()
@@ -91,16 +83,10 @@ def parse_midi(path):
     return parse_data(_read(path))
 
 
-def parse_data(data):
-    """parse_midi on a file's bytes."""
+def music21_reading(data):
+    """What only music21 gives: the original project's token stream and the key analysis, or ValueError."""
     import music21
-    from music21 import chord, instrument, note
-    data = unwrap_riff(data)
-    if data[:4] == b"MThd" and len(data) >= 14:  # what music21 refuses with an obscure message
-        if data[8:10] == b"\0\2":
-            raise ValueError("MIDI type 2 (independent patterns), which music21 cannot read")
-        if data[12] & 0x80:
-            raise ValueError("SMPTE timing (frames per second, not beats), which music21 cannot read")
+    from music21 import instrument
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -110,55 +96,35 @@ def parse_data(data):
         raise
     except Exception as e:  # music21 raises many kinds on corrupt input
         raise ValueError(f"not a readable MIDI file ({type(e).__name__}: {str(e)[:120]})") from None
-
-    # Original behaviour: the first part after partitioning by instrument, flat notes as
-    # fallback. Fixed: drum parts and empty parts no longer win just by coming first.
+    # The original's tokens: the first part after partitioning by instrument, flat notes as fallback.
+    # Fixed: drum parts and empty parts no longer win just by coming first.
     try:
         parts = [p for p in instrument.partitionByInstrument(score).parts if _has_pitched(p)]
     except Exception:
         parts = []
     source = parts[0].recurse() if parts else score.flatten().notesAndRests
     classic = [t for t in (classic_token(e) for e in source) if t is not None]
-
-    out_parts = []
-    for part in score.parts:
-        inst = part.getInstrument(returnDefault=True)
-        notes = []
-        for el in part.flatten().notes:
-            if isinstance(el, note.Note):
-                pitches = [el.pitch.midi]
-            elif isinstance(el, chord.Chord):
-                pitches = [p.midi for p in el.pitches]
-            else:  # unpitched percussion
-                continue
-            dur = float(el.quarterLength)
-            if dur <= 0:  # grace notes: no time of their own
-                continue
-            vel = el.volume.velocity or 80
-            for p in pitches:
-                notes.append([round(float(el.offset), 6), round(dur, 6), int(p), int(vel)])
-        is_drum = isinstance(inst, instrument.UnpitchedPercussion) or (
-            not notes and len(part.flatten().notes) > 0)
-        if notes:
-            notes.sort(key=lambda n: (n[0], n[2]))
-            out_parts.append({"name": inst.instrumentName or inst.partName or "",
-                              "program": inst.midiProgram if inst.midiProgram is not None else 0,
-                              "drum": bool(is_drum), "notes": notes})
-
-    if not out_parts or all(t == "Rest" for t in classic):
-        raise ValueError("no pitched notes (empty, or drums only)")
     try:
-        key = score.analyze("key")
-        key = {"name": str(key), "tonic": key.tonic.pitchClass, "mode": key.mode}
+        found = score.analyze("key")
+        key = Key(found.tonic.pitchClass, found.mode)
     except Exception:  # too few pitches to analyse: leave the song where it is (C major: no shift)
-        key = {"name": "C major", "tonic": 0, "mode": "major"}
-    try:
-        marks = score.metronomeMarkBoundaries()
-        tempo = marks[0][2].getQuarterBPM() if marks else 120.0
-    except Exception:
-        tempo = 120.0
-    return {"version": EXTRACT_VERSION, "classic": classic, "parts": out_parts, "key": key,
-            "tempo": round(float(tempo or 120.0), 3)}
+        key = Key(0, "major")
+    return classic, key
+
+
+def parse_data(data):
+    """parse_midi on a file's bytes: {"version", "song": the Song's JSON form, "classic": tokens}.
+
+    The notes, every track with drums and velocities, come from the project's one MIDI reader (mido,
+    vgmusic.midi), which reads what the file holds; music21 adds the key and the original's tokens."""
+    data = unwrap_riff(data)
+    song = midi_to_song(parse_bytes(data))
+    if not song.pitched():
+        raise ValueError("no pitched notes (empty, or drums only)")
+    classic, song.key = music21_reading(data)
+    if all(t == "Rest" for t in classic):
+        raise ValueError("no pitched notes (empty, or drums only)")
+    return {"version": EXTRACT_VERSION, "song": song.to_json(), "classic": classic}
 
 
 def _parse_job(job):
@@ -199,12 +165,46 @@ def sha256_file(path):
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _read_cache(cache_file):
+def cache_problem(entry):
+    """What is wrong with a cache entry of this version, in a few words, or None: an entry that is valid
+    JSON can still be damaged (edited, or written by a buggy version), and must not crash a run."""
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    if "error" in entry:
+        ok = isinstance(entry["error"], str) and entry.get("kind") in LASTING and all(
+            isinstance(entry.get(k), (int, float)) and not isinstance(entry.get(k), bool)
+            for k in ("timeout", "max_memory"))
+        return None if ok else "a failure without its kind and bounds"
+    classic = entry.get("classic")
+    if not isinstance(classic, list) or not all(isinstance(t, str) for t in classic):
+        return "'classic' is not a list of tokens"
+    try:
+        Song.from_json(entry.get("song"))
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _read_cache(cache_file, warn):
+    """The cached result of one file, None when there is none of this version; a damaged one is dropped
+    with a warning (`warn(reason)`) and the file parsed again."""
     try:
         entry = json.loads(cache_file.read_text())
-        return entry if isinstance(entry, dict) and entry.get("version") == EXTRACT_VERSION else None
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as e:
+        warn(f"unreadable ({e.strerror if isinstance(e, OSError) else 'not JSON'})")
+        return None
+    if not isinstance(entry, dict):
+        warn("not a JSON object")
+        return None
+    if entry.get("version") != EXTRACT_VERSION:
+        return None  # another version's entry: rebuilt once, silently
+    wrong = cache_problem(entry)
+    if wrong:
+        warn(wrong)
+        return None
+    return entry
 
 
 def _retry(entry, timeout, max_memory):
@@ -296,7 +296,8 @@ def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=Ext
     for found, _ in files.values():
         for path, digest in found:
             if digest not in entries and digest not in todo:
-                entry = _read_cache(cache_dir / f"{digest}.json")
+                entry = _read_cache(cache_dir / f"{digest}.json", lambda reason, path=path: tqdm.write(
+                    f"warning: damaged cache entry for {shown(path)} ({reason}); parsing it again", file=sys.stderr))
                 if entry is None or _retry(entry, timeout, max_memory):
                     todo[digest] = path
                 else:
@@ -338,8 +339,8 @@ def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=Ext
                 skip(path, "no pitched notes in any part")
             else:
                 first[digest] = path
-                songs.append({"file": shown(path.name), "sha256": digest,
-                              **{k: v for k, v in entry.items() if k != "version"}})
+                songs.append({"file": shown(path.name), "sha256": digest, "song": entry["song"],
+                              "classic": entry["classic"]})
                 vocab.update(entry["classic"])
         if not songs:
             reasons[game] = f"no usable song among {named} file(s)" if named else "no .mid or .midi files"
@@ -368,17 +369,17 @@ def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=Ext
 
 
 def main(argv=None):
-    from .config import build, parser_for, run_command
-    parser = parser_for(ExtractConfig, "Parse every MIDI file under midi_songs/<game>/, each within --timeout and "
-                        "--max-memory, into data/<game>.json and one vocabulary, data/vocab.json. Exit status: 0 all "
-                        "extracted; 1 something skipped (the rest written) or an error; 2 bad usage; 130/143 "
-                        "interrupted (what was parsed stays cached: run again to resume).")
-    cfg = build(ExtractConfig, parser.parse_args(argv))
+    from .cli import build, on_terminal, parser_for, run_command
     status = {}
 
     def body():
+        parser = parser_for(ExtractConfig, "Parse every MIDI file under midi_songs/<game>/, each within --timeout "
+                            "and --max-memory, into data/<game>.json and one vocabulary, data/vocab.json. Exit "
+                            "status: 0 all extracted; 1 something skipped (the rest written) or an error; 2 bad "
+                            "usage; 130/143 interrupted (what was parsed stays cached: run again to resume).")
+        cfg = build(ExtractConfig, parser.parse_args(argv))
         summary, tokens = extract(cfg.songs_dir, cfg.data_dir, cfg.games, cfg.workers, timeout=cfg.timeout,
-                                  max_memory=cfg.max_memory, status=status)
+                                  max_memory=cfg.max_memory, status=status, progress=on_terminal(sys.stderr))
         for game, (n, t) in summary.items():
             print(f"{shown(game)}: {n} songs, {t} tokens")
         print(f"vocabulary: {len(tokens)} tokens -> {shown(Path(cfg.data_dir) / 'vocab.json')}")

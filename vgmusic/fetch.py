@@ -1,5 +1,5 @@
 """Songs to train on: the original 46 downloaded (or imported from a local copy) and checked by
-sha256, or offline corpora (music21's, Debian's game-music packages) exported as MIDI folders.
+sha256, or offline corpora (corpora.py: music21's, Debian's game-music packages) exported as MIDI folders.
 
 Every file goes to a temporary name beside its destination and is renamed only once complete
 (and, for songs, verified), so no interruption or failure leaves a partial file behind.
@@ -9,50 +9,28 @@ import hashlib
 import http.client
 import json
 import re
-import signal
-import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
-import warnings
 import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
 
-from . import ROOT
+from .cli import build, on_terminal, parser_for, run_command
+from .config import FetchConfig
 from .extract import sha256_file
 from .store import atomic_path
 
-SONGS_DIR = ROOT / "midi_songs"
-MANIFEST = SONGS_DIR / "manifest.json"
-RETRIES = 4      # attempts per file: raw-file hosts drop the odd request under load
-TIMEOUT = 30.0   # seconds one attempt may take, from connecting to the last byte
-BACKOFF = 1.0    # seconds before the second attempt, doubled before each later one
-LIMIT = 50       # pieces per corpus: as many songs as the three games together, minutes to export
+SONGS_DIR = Path(FetchConfig.songs_dir)
+MANIFEST = Path(FetchConfig.manifest)
+MAX_WAIT = 60.0  # seconds: the longest wait between two attempts, however many there are
 # Worth another attempt: the server is busy or failing now. Others (404, 403) will not change.
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 CHUNK = 1 << 16
 USER_AGENT = "vgmusic-get-midi-songs"
-
-# Offline corpora and what each holds (corpus_pieces lists them). music21's corpus ships with
-# every install; the Debian ones need their package (see DEBIAN).
-CORPORA = {
-    "bach_chorales": "Bach's four-part chorales in Riemenschneider's order (371)",
-    "mozart": "Mozart: string quartets K.80, 155, 156, 458, K.545's exposition; one file a movement (16)",
-    "beethoven": "Beethoven: string quartets op. 18 no. 1, op. 59, one file a movement, and op. 133 (17)",
-    "haydn": "Haydn: string quartets op. 1 no. 1 and op. 74 no. 1, one file a movement (9)",
-    "folk": "Essen folksongs: European one-line tunes, one file a tune, each book in turn (7,238)",
-    "fiddle": "Ryan's Mammoth Collection (1883): reels, jigs, hornpipes, one-line fiddle tunes (1,059)",
-    "openttd": "OpenTTD's OpenMSX music: 31 GPL-2 game MIDI files (Debian package openttd-openmsx)",
-    "planetblupi": "Planet Blupi's music: 10 GPL-3 game MIDI files (Debian package planetblupi-music-midi)",
-}
-DEBIAN = {"openttd": ("openttd-openmsx", "/usr/share/games/openttd/baseset/openmsx"),
-          "planetblupi": ("planetblupi-music-midi", "/usr/share/planetblupi/music")}
-# Files left out: Essen's test books and Chinese songs (another scale and style) from `folk`;
-# Beethoven's whole quartets in one file, which music21 takes minutes each to write as MIDI.
-SKIP = {"essenFolksong": re.compile(r"(test|han)"), "beethoven": re.compile(r"(opus132|opus18no[345]|opus74)\.")}
 
 
 class Failed(Exception):
@@ -60,15 +38,6 @@ class Failed(Exception):
     def __init__(self, reason, final=False):
         super().__init__(reason)
         self.final = final
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so the same clean-up runs."""
-    code = 143
-
-    @classmethod
-    def handler(cls, signum, frame):
-        raise cls()
 
 
 def _row_problem(row, base_url):
@@ -158,10 +127,13 @@ def _fetch_once(url, dest, row, timeout):
             raise Failed(problem, final=size == row["bytes"])
 
 
-def downloader(base_url, mirror="", retries=RETRIES, timeout=TIMEOUT, backoff=BACKOFF):
-    """get(row, dest): download one song with retries and exponential backoff, or raise Failed."""
-    if retries < 1 or timeout <= 0 or backoff < 0:
-        raise ValueError("--retries must be at least 1, --timeout positive, --backoff not negative")
+def downloader(base_url, mirror="", retries=FetchConfig.retries, timeout=FetchConfig.timeout,
+               backoff=FetchConfig.backoff):
+    """get(row, dest): download one song with retries and exponential backoff (each wait at most MAX_WAIT),
+    or raise Failed."""
+    if not (1 <= retries and 0 < timeout <= 3600 and 0 <= backoff <= MAX_WAIT):  # what the flags allow
+        raise ValueError(f"--retries must be at least 1, --timeout above 0 and at most 3600 s, --backoff from 0 "
+                         f"to {MAX_WAIT:g} s")
 
     def get(row, dest):
         url = mirror_url(row["url"], base_url, mirror)
@@ -183,7 +155,7 @@ def downloader(base_url, mirror="", retries=RETRIES, timeout=TIMEOUT, backoff=BA
                           else f"cannot connect ({e.reason})" if isinstance(e, urllib.error.URLError)
                           else str(e) or type(e).__name__)
             if attempt < retries:
-                time.sleep(backoff * 2 ** (attempt - 1))
+                time.sleep(min(backoff * 2 ** (attempt - 1), MAX_WAIT))
         raise Failed(f"{reason} ({retries} attempt{'s' * (retries > 1)})")
     return get
 
@@ -195,7 +167,10 @@ def importer(source):
         entries = [(p.relative_to(source).as_posix(), p.stat().st_size, p.read_bytes)
                    for p in sorted(source.rglob("*")) if p.is_file()]
     elif zipfile.is_zipfile(source):
-        archive = zipfile.ZipFile(source)
+        try:
+            archive = zipfile.ZipFile(source)
+        except zipfile.BadZipFile as e:
+            raise ValueError(f"{source}: {e}") from None
         entries = [(i.filename, i.file_size, lambda i=i: archive.read(i)) for i in archive.infolist() if not i.is_dir()]
     else:
         raise ValueError(f"{source}: --from needs a folder or a .zip archive")
@@ -234,7 +209,8 @@ class Report:
 
 def get_songs(rows, songs_dir, get, report, progress=True):
     """Every row into songs_dir/<game>/<file>, skipping those already there and correct."""
-    for row in tqdm(rows, desc="songs", unit="file", disable=None if progress else True, file=sys.stderr):
+    bars = progress and on_terminal(sys.stderr)  # a redirected run writes the per-file lines only
+    for row in tqdm(rows, desc="songs", unit="file", disable=not bars, file=sys.stderr):
         name = f"{row['game']}/{row['file']}"
         dest = Path(songs_dir) / name
         remove_stale_temps(dest)
@@ -248,192 +224,53 @@ def get_songs(rows, songs_dir, get, report, progress=True):
     return report.counts.get("failed", 0)
 
 
-def _write_score(score, tmp):
-    from music21 import bar, repeat, spanner
-    if not score.flatten().notes:
-        raise ValueError("no notes")
-    try:
-        score.write("midi", fp=str(tmp))
-    except repeat.ExpanderException:
-        # Badly formed repeat marks, common in these editions: play every bar once instead.
-        for m in score.recurse().getElementsByClass("Measure"):
-            m.leftBarline = None if isinstance(m.leftBarline, bar.Repeat) else m.leftBarline
-            m.rightBarline = None if isinstance(m.rightBarline, bar.Repeat) else m.rightBarline
-        for mark in list(score.recurse().getElementsByClass((repeat.RepeatExpression, spanner.RepeatBracket))):
-            mark.activeSite.remove(mark)
-        score.write("midi", fp=str(tmp))
-
-
-def m21_piece(source, number=None):
-    """A writer for one music21 corpus piece (`number`: one tune of a many-tune ABC file)."""
-    def write(tmp):
-        from music21 import corpus
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            score = corpus.parse(source, number=number) if number else corpus.parse(source)
-            _write_score(score, tmp)
-    return write
-
-
-def _composer_pieces(composer):
-    from music21 import corpus
-    chosen = {}
-    for p in map(Path, corpus.getComposer(composer)):
-        if p.suffix in (".mxl", ".xml", ".krn") and not (composer in SKIP and SKIP[composer].match(p.name)):
-            key = p.with_suffix("")
-            if key not in chosen or p.suffix == ".mxl":  # one format per piece, MusicXML first
-                chosen[key] = p
-    # named by their path under the composer's folder: mozart/k155/movement1 -> k155_movement1
-    return [("_".join(key.parts[len(key.parts) - key.parts[::-1].index(composer):]), m21_piece(p))
-            for key, p in sorted(chosen.items())]
-
-
-def _abc_pieces(collection):
-    """Each tune of each ABC file, one file's first tune after another's, so a limit spans books."""
-    from music21 import corpus
-    books = []
-    for p in sorted(map(Path, corpus.getComposer(collection))):
-        if p.suffix == ".abc" and not (collection in SKIP and SKIP[collection].match(p.name)):
-            numbers = [int(n) for n in re.findall(r"^X:\s*(\d+)", p.read_text("latin-1"), re.M)]
-            books.append([(p.stem if len(numbers) == 1 else f"{p.stem}_{n:04d}",
-                           m21_piece(p, n if len(numbers) > 1 else None)) for n in numbers])
-    return [book[i] for i in range(max(map(len, books), default=0)) for book in books if i < len(book)]
-
-
-def debian_pieces(package, folder):
-    """The package's MIDI files as (name, writer); Failed naming the apt-get line when it is absent."""
-    try:
-        listing = subprocess.run(["dpkg-query", "-L", package], capture_output=True, text=True,
-                                 check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        listing = [str(p) for p in Path(folder).glob("*")]  # no dpkg: the files where Debian puts them
-    files = sorted(Path(f) for f in listing if f.lower().endswith((".mid", ".midi")) and Path(f).is_file())
-    if not files:
-        raise Failed(f"package {package} is not installed: run sudo apt-get install {package}")
-    return [(f.stem, lambda tmp, f=f: tmp.write_bytes(f.read_bytes())) for f in files]
-
-
-def corpus_pieces(name):
-    if name in DEBIAN:
-        return debian_pieces(*DEBIAN[name])
-    if name == "bach_chorales":
-        from music21 import corpus
-        names = corpus.chorales.Iterator(numberingSystem="riemenschneider", returnType="filename")
-        return [(n.split("/")[-1], m21_piece(n)) for n in names]
-    if name == "folk":
-        return _abc_pieces("essenFolksong")
-    if name == "fiddle":
-        return _abc_pieces("ryansMammoth")
-    return _composer_pieces(name)
-
-
-def export_pieces(folder, pieces, limit, report, progress=True):
-    """Write up to `limit` pieces as folder/<name>.mid; a piece that fails is skipped with a warning."""
-    folder = Path(folder)
-    done = 0
-    bar = tqdm(total=min(limit, len(pieces)) if limit else len(pieces), desc=folder.name, unit="piece",
-               disable=None if progress else True, file=sys.stderr)
-    for name, write in pieces:
-        if limit and done >= limit:
-            break
-        dest = folder / f"{name}.mid"
-        remove_stale_temps(dest)
-        if dest.is_file():
-            report.add("present", f"{folder.name}/{dest.name}")
-        else:
-            try:
-                with atomic_path(dest) as tmp:
-                    write(tmp)
-            except Exception as e:  # music21 raises many kinds on pieces it cannot read or write
-                text = " ".join(str(e).split())[:160] or type(e).__name__
-                tqdm.write(f"warning: skipping {folder.name} piece {name}: {text}", file=sys.stderr)
-                report.counts["skipped"] = report.counts.get("skipped", 0) + 1
-                continue
-            report.add("exported", f"{folder.name}/{dest.name}")
-        done += 1
-        bar.update(1)
-    bar.close()
-    return done
-
-
 def parser():
+    from .corpora import CORPORA
     corpora = "\n".join(f"  {n:<14} {what}" for n, what in CORPORA.items())
-    p = argparse.ArgumentParser(
-        description="Get the songs to train on: download the songs in the manifest (checked by size and sha256), "
-                    "import them from a local copy (--from), or export offline corpora (--corpus). "
-                    "Files already present and correct are skipped; nothing is ever left half-written.",
+    what = textwrap.fill(
+        "Get the songs to train on: download the songs in the manifest (checked by size and sha256), import them "
+        "from a local copy (--from), or export offline corpora (--corpus). Files already present and correct are "
+        "skipped; nothing is ever left half-written. Exit status: 0 all done; 1 a file or corpus failed, or an "
+        "error; 2 bad usage; 130/143 interrupted.", 100)
+    return parser_for(FetchConfig, what, choices={"corpus": CORPORA},
         epilog=f"corpora (--corpus):\n{corpora}\n\nthen: python get_all_notes.py && python -m vgmusic train "
                "--game <name>", formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = p.add_argument
-    add("--songs-dir", default=str(SONGS_DIR), metavar="DIR", help="where game folders go (default: %(default)s)")
-    add("--manifest", default=str(MANIFEST), metavar="FILE", help="songs to get (default: %(default)s)")
-    add("--games", nargs="*", default=(), metavar="GAME", help="only these games of the manifest (default: all)")
-    add("--retries", type=int, default=RETRIES, metavar="N", help="download attempts per file (default: %(default)s)")
-    add("--timeout", type=float, default=TIMEOUT, metavar="S",
-        help="seconds one download attempt may take (default: %(default)s)")
-    add("--backoff", type=float, default=BACKOFF, metavar="S",
-        help="seconds before the 2nd attempt, doubled before each later one (default: %(default)s)")
-    add("--base-url", default="", metavar="URL",
-        help="download from a mirror laid out the same way: URL replaces the manifest's base_url in every url")
-    add("--from", dest="source", default="", metavar="DIR|ZIP",
-        help="import from a local folder or .zip instead of downloading (files found by name, under <game>/ "
-             "or anywhere), checked by the same sha256")
-    add("--corpus", nargs="+", default=(), choices=list(CORPORA), metavar="NAME",
-        help=f"instead, export these offline corpora into <songs-dir>/<name>/: {', '.join(CORPORA)}")
-    add("--limit", type=int, default=LIMIT, metavar="N", help="pieces per corpus, 0 for all (default: %(default)s)")
-    add("--no-progress", action="store_true", help="no progress bars (per-file lines still print)")
-    return p
-
-
-def _corpora(args, report):
-    """Export each corpus; returns how many could not be exported at all."""
-    bad = 0
-    for name in args.corpus:
-        try:
-            pieces = corpus_pieces(name)
-            if not export_pieces(Path(args.songs_dir) / name, pieces, args.limit, report, not args.no_progress):
-                raise Failed("no piece could be exported")
-        except Failed as e:
-            print(f"error: {name}: {e}", file=sys.stderr)
-            bad += 1
-    return bad
 
 
 def run(argv=None):
-    """The command; returns its exit status (0 all done, 1 something failed, 130/143 interrupted)."""
-    p = parser()
-    args = p.parse_args(argv)
-    if args.limit < 0:
-        p.error("--limit must be 0 (all) or more")
-    if args.corpus and (args.source or args.games or args.base_url):
-        p.error("--corpus exports corpora; it does not combine with --from, --games or --base-url")
+    """The command; returns its exit status (0 all done, 1 something failed), or exits with one line (1: an
+    error, 2: bad usage, 130/143: interrupted)."""
     report = Report()
-    try:
-        if args.corpus:
-            failed = _corpora(args, report)
+
+    def body():
+        p = parser()
+        cfg = build(FetchConfig, p.parse_args(argv))
+        if cfg.corpus and (cfg.source or cfg.games or cfg.base_url):
+            p.error("--corpus exports corpora; it does not combine with --from, --games or --base-url")
+        if cfg.corpus:
+            from .corpora import export_corpora
+            failed = export_corpora(cfg.corpus, cfg.songs_dir, cfg.limit, report, cfg.progress)
             what = "corpus" if failed == 1 else "corpora"
-            print(f"{report.summary()} -> {args.songs_dir}" + (f"; {failed} {what} failed" if failed else ""))
+            print(f"{report.summary()} -> {cfg.songs_dir}" + (f"; {failed} {what} failed" if failed else ""))
             return 1 if failed else 0
-        manifest = load_manifest(args.manifest)
-        rows = select(manifest, args.games)
-        get = (importer(args.source) if args.source else
-               downloader(manifest["base_url"], args.base_url, args.retries, args.timeout, args.backoff))
-        failed = get_songs(rows, args.songs_dir, get, report, not args.no_progress)
-    except KeyboardInterrupt as e:
-        done = f"after {report.summary()}" if report.counts else "before any file was done"
-        print(f"\ninterrupted {done}; no partial file left", file=sys.stderr)
-        return getattr(e, "code", 130)
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{len(rows)} files: {report.summary()} -> {args.songs_dir}")
-    if failed:
-        print(f"error: {failed} of {len(rows)} files failed (see above); without a network, "
-              "--from DIR|ZIP imports a copy and --corpus exports offline music", file=sys.stderr)
-        return 1
-    return 0
+        manifest = load_manifest(cfg.manifest)
+        rows = select(manifest, cfg.games)
+        get = (importer(cfg.source) if cfg.source else
+               downloader(manifest["base_url"], cfg.base_url, cfg.retries, cfg.timeout, cfg.backoff))
+        failed = get_songs(rows, cfg.songs_dir, get, report, cfg.progress)
+        print(f"{len(rows)} files: {report.summary()} -> {cfg.songs_dir}")
+        if failed:
+            print(f"error: {failed} of {len(rows)} files failed (see above); without a network, "
+                  "--from DIR|ZIP imports a copy and --corpus exports offline music", file=sys.stderr)
+            return 1
+        return 0
+
+    def kept():
+        return (f"after {report.summary()}" if report.counts else "before any file was done") + \
+            "; no partial file left"
+
+    return run_command(body, kept)
 
 
 def main(argv=None):
-    signal.signal(signal.SIGTERM, Interrupted.handler)
     sys.exit(run(argv))

@@ -2,9 +2,9 @@
 follows another inside the song, by the model's own judgement.
 
 Background music repeats for as long as the player stays, so the seam is heard every time. The
-song is composed as usual (whole bars, in its form); then, for each song, the network writes
-`candidates` new last bars from the same context, and each candidate is scored by the loss of the
-song's first bar fed right after it (the seam), in the same pass that scores every bar of the song.
+song is composed as usual (whole bars, in its form); then, for each song, the network reads it up to its
+last bar (a Reading plan, every token scored), and `candidates` ClosingPlans go on from there as one
+batch: each writes a new last bar and is scored on the song's first bar fed right after it (the seam).
 A loop passes when its seam costs no more than the median bar inside the song, so returning to
 the start is no less expected than the song's own continuations. The best candidate is kept;
 songs that no candidate closes are composed again, up to `tries` times.
@@ -13,30 +13,38 @@ from collections import defaultdict, deque
 
 import numpy as np
 
-from .encode import PAD
-from .sample import BAR, MAX_TOKENS_PER_BAR, fit_token, pick
+from .decode import BEATS_PER_BAR, MAX_TOKENS_PER_BAR, cut_at, decode, fit_token
+from .encode import GRID
+
+BAR = BEATS_PER_BAR * GRID
 
 
-def log_probs(logits):
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(1, keepdims=True)
-    return z - np.log(np.exp(z).sum(1, keepdims=True))
+class Reading:
+    """Feeds given tokens (a song read to score it), each token's loss kept by the bar it falls in;
+    the first `skip` are context only (a loop's preroll)."""
+    scored = True
+
+    def __init__(self, enc, vocab, ids, skip=0, start=0):
+        self.enc, self.vocab, self.ids, self.skip = enc, vocab, ids, skip
+        self.at, self.now, self.bar_loss = 0, start, defaultdict(list)
+        self.done = not ids
+
+    def choose(self, sampled):
+        return self.ids[self.at]
+
+    def feed(self, token_id, nats):
+        if self.at >= self.skip:
+            self.bar_loss[self.now // BAR].append(nats)
+        self.now += self.enc.advance(self.vocab.tokens[token_id])
+        self.at += 1
+        self.done = self.at == len(self.ids)
 
 
-def cut_at(enc, vocab, ids, steps):
-    """Index of the first token at which the song has reached `steps` grid steps."""
-    now = 0
-    for i, t in enumerate(ids):
-        if now >= steps:
-            return i
-        now += enc.advance(vocab.tokens[t])
-    return len(ids)
-
-
-class Closing:
+class ClosingPlan:
     """One candidate ending of a song whose tokens up to its last bar have been read: a new last bar
-    sampled to the song's end (none with `keep`: the song was read whole), then the song's first bar
+    sampled to the song's end (none when the song was read whole), then the song's first bar
     again. Every token is scored (its negative log-likelihood), by bar, the shared part's scores copied in."""
+    scored = True
 
     def __init__(self, enc, vocab, total, now, read_loss, opening):
         self.enc, self.vocab, self.total, self.now = enc, vocab, total, now
@@ -53,15 +61,18 @@ class Closing:
         return fit_token(self.enc, self.vocab, self.vocab.tokens[sampled], self.now, self.total, self.count,
                          MAX_TOKENS_PER_BAR, self.forced)
 
-    def feed(self, token_id, loss):
+    def feed(self, token_id, nats):
         if self.now >= self.total:
-            self.seam.append(loss)
+            self.seam.append(nats)
             self.opened += 1
             self.done = self.opened == len(self.opening)
             return
         self.tokens.append(token_id)
-        self.bar_loss[self.now // BAR].append(loss)
+        self.bar_loss[self.now // BAR].append(nats)
         self.now += self.enc.advance(self.vocab.tokens[token_id])
+
+    def progress(self):
+        return self.now + BAR * self.opened / max(1, len(self.opening))
 
     def figures(self):
         """(seam loss, typical bar loss): mean nats per token of the first bar after the last, and the
@@ -69,63 +80,50 @@ class Closing:
         return float(np.mean(self.seam)), float(np.median([np.mean(v) for v in self.bar_loss.values()]))
 
 
-def close_loop(make_stepper, enc, vocab, seed_ids, row, rng, temperature=1.0, top_k=0, top_p=1.0,
-               candidates=16, progress=None, keep=False):
-    """The best of `candidates` last bars for one song (a sample.Row), as a dict of the song's tokens,
-    its seam and typical loss, and whether the seam passes. The song up to its last bar is read once;
-    the candidates then go on from there as one batch. `keep` scores the song as it is."""
-    song = row.song
-    cut = len(song) if keep else cut_at(enc, vocab, song, row.length - BAR)
+def close_loop(make_stepper, enc, vocab, seed_ids, plan, rng, sampling, banned=(), candidates=16,
+               progress=None, keep=False):
+    """The best of `candidates` last bars for one song (a form.FormPlan, done), as a dict of the song's
+    tokens, its seam and typical loss, and whether the seam passes. The song up to its last bar is read
+    once; the candidates then go on from there as one batch. `keep` scores the song as it is."""
+    song = plan.song
+    cut = len(song) if keep else cut_at(enc, vocab, song, plan.length - BAR)
     stepper = make_stepper(1)
     logits = stepper.start(np.asarray(seed_ids, np.int64)[None])
-    read_loss, now = defaultdict(list), -row.t0  # time counts from the song's start, after its preroll
-    for i, t in enumerate(row.tokens[:row.skip] + song[:cut]):
-        if i >= row.skip:
-            read_loss[now // BAR].append(-log_probs(logits)[0, t])
-        now += enc.advance(vocab.tokens[t])
-        logits = stepper.step([t])
+    # time counts from the song's start, after its preroll
+    reading = Reading(enc, vocab, plan.tokens[:plan.skip] + song[:cut], skip=plan.skip, start=-plan.t0)
+    logits = decode(stepper, logits, [reading], rng)
     candidates = 1 if keep else candidates
     stepper.expand(candidates)
     logits = np.repeat(logits, candidates, axis=0)
     opening = song[:cut_at(enc, vocab, song, BAR)]
-    rows = [Closing(enc, vocab, row.length, now, read_loss, opening) for _ in range(candidates)]
-    banned = [vocab.index[PAD]] if PAD in vocab.index else []
-    while not all(r.done for r in rows):
-        sampled = pick(logits, rng, temperature, top_k, top_p, banned)
-        logp = log_probs(logits)
-        feed = np.zeros(len(rows), np.int64)
-        for i, r in enumerate(rows):
-            if not r.done:
-                feed[i] = r.choose(sampled[i])
-                r.feed(int(feed[i]), -logp[i, feed[i]])
-        if progress:
-            progress(min(r.now + BAR * r.opened / max(1, len(r.opening)) for r in rows))
-        logits = stepper.step(feed)
+    rows = [ClosingPlan(enc, vocab, plan.length, reading.now, reading.bar_loss, opening) for _ in range(candidates)]
+    decode(stepper, logits, rows, rng, sampling, banned,
+           progress=progress and (lambda: progress(min(r.progress() for r in rows))))
     best, seam, typical = min(((r, *r.figures()) for r in rows), key=lambda x: x[1] - x[2])
     return {"tokens": song[:cut] + best.tokens, "seam_loss": round(seam, 4), "typical_loss": round(typical, 4),
             "passed": bool(seam <= typical)}
 
 
-def close_loops(make_stepper, enc, vocab, seed_ids, songs, rng, progress=None, **settings):
+def close_loops(make_stepper, enc, vocab, seed_ids, plans, rng, sampling, banned=(), progress=None, **settings):
     """close_loop for each song, in order; a progress bar over the songs' time."""
     done, out = 0, []
-    for row in songs:
-        out.append(close_loop(make_stepper, enc, vocab, seed_ids, row, rng, progress=progress and (
+    for plan in plans:
+        out.append(close_loop(make_stepper, enc, vocab, seed_ids, plan, rng, sampling, banned, progress=progress and (
             lambda steps, base=done: progress(base + steps)), **settings))
-        done += row.length
+        done += plan.length
     return out
 
 
-def loop_songs(rows, compose_more, close, tries):
-    """Close every song's loop (`close(rows)`); songs that no candidate closes are
+def loop_songs(plans, compose_more, close, tries):
+    """Close every song's loop (`close(plans)`); songs that no candidate closes are
     replaced by new ones (`compose_more(n)`), `tries` songs in all. Per song, the best closing seen,
-    with the song (`row`) it closes and the try that found it."""
-    best, todo, fresh = [None] * len(rows), list(range(len(rows))), rows
+    with the song (`plan`) it closes and the try that found it."""
+    best, todo, fresh = [None] * len(plans), list(range(len(plans))), plans
     for attempt in range(tries):
         if attempt:
             fresh = compose_more(len(todo))
-        for i, row, c in zip(todo, fresh, close(fresh)):
-            c.update(row=row, tries=attempt + 1)
+        for i, plan, c in zip(todo, fresh, close(fresh)):
+            c.update(plan=plan, tries=attempt + 1)
             if best[i] is None or c["seam_loss"] - c["typical_loss"] < best[i]["seam_loss"] - best[i]["typical_loss"]:
                 best[i] = c
         todo = [i for i in todo if not best[i]["passed"]]

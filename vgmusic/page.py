@@ -7,6 +7,7 @@ so it opens straight from the disk (file://) in any browser, with no server.
 import datetime
 import html
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+from .song import Song
 from .store import atomic_path
 
 RECORD = ".song.json"
@@ -97,10 +99,27 @@ def _text(value, digits=None):
         return f"{value:.{digits}f}"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # 16 bars, not 16.0
-    return html.escape(str(value))
+    # a file name that is not UTF-8 holds surrogates, which no page can carry: shown as U+FFFD
+    return html.escape(str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+
+def _href(name):
+    """A link to a file beside the page, by its bytes: names that are not UTF-8 still resolve."""
+    return quote(os.fsencode(name))
 
 
 def _figures(r):
+    """The song's figures, read from the Song its record holds (older records: their own fields)."""
+    song = None
+    if isinstance(r.get("song"), dict):
+        try:
+            song = Song.from_json(r["song"])
+        except ValueError:
+            song = None
+    if song is not None:
+        r = dict(r, bars=round(song.bars, 3), seconds=round(song.duration, 3), bpm=song.bpm,
+                 notes=len(song.notes(drums=True)),
+                 instrument=", ".join(t.name or t.role for t in song.tracks) or r.get("instrument"))
     shown = [("bars", r.get("bars"), None), ("seconds", r.get("seconds"), 1), ("bpm", r.get("bpm"), 0),
              ("key", r.get("key"), None), ("instrument", r.get("instrument"), None),
              ("events", r.get("events"), None), ("notes", r.get("notes"), None)]
@@ -119,7 +138,7 @@ def _loop(loop):
 
 def _song(r):
     name = Path(r["midi"]).stem
-    parts = [f'<article id="{html.escape(quote(name), quote=True)}">', f"<h2>{_text(name)}</h2>"]
+    parts = [f'<article id="{html.escape(_href(name), quote=True)}">', f"<h2>{_text(name)}</h2>"]
     shown = datetime.datetime.fromisoformat(r["date"]).strftime("%Y-%m-%d %H:%M")  # the record's own clock
     meta = [_text(r["game"])] if r.get("game") is not None else []
     meta.append(f'<time datetime="{html.escape(r["date"], quote=True)}">{shown}</time>')
@@ -128,13 +147,13 @@ def _song(r):
     parts.append(f'<p class="meta">{" &middot; ".join(meta)}</p>')
     parts.append(f'<p class="figures">{_figures(r)}</p>')
     if r.get("wav"):
-        parts.append(f'<audio controls preload="metadata" src="{quote(r["wav"])}"></audio>')
+        parts.append(f'<audio controls preload="metadata" src="{_href(r["wav"])}"></audio>')
     else:
         parts.append('<p class="meta">(no audio rendered)</p>')
-    parts.append(f'<p><a class="download" href="{quote(r["midi"])}" download>Download the MIDI file '
+    parts.append(f'<p><a class="download" href="{_href(r["midi"])}" download>Download the MIDI file '
                  f'({_text(r["midi"])})</a></p>')
     if r.get("roll"):
-        parts.append(f'<img src="{quote(r["roll"])}" alt="{_text("Piano roll of " + name)}">')
+        parts.append(f'<img src="{_href(r["roll"])}" alt="{_text("Piano roll of " + name)}">')
     parts.append(_loop(r.get("loop")))
     settings = r.get("settings")
     if isinstance(settings, dict) and settings:

@@ -11,6 +11,7 @@ off for those milliseconds: the sidecar always describes the weights beside it, 
 previous epoch's files whole, and Ctrl-C or SIGTERM at any moment ends in one line saying what is kept.
 """
 import contextlib
+import dataclasses
 import io
 import json
 import signal
@@ -18,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from .config import (Parser, TrainConfig, add_flags, build, default_model_dir, game_overrides, os_error,
-                     parser_for, run_command)
+from .cli import build, on_terminal, os_error, parser_for, run_command
+from .config import RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir
 
 # NumPy, h5py, TensorFlow and Keras (and the modules importing them) are imported inside the functions
-# that use them, once a command runs under config.run_command: Ctrl-C during their seconds of import then
+# that use them, once a command runs under cli.run_command: Ctrl-C during their seconds of import then
 # ends in one line, not a traceback, and --help or a bad flag answers at once.
 
 
@@ -32,9 +33,10 @@ def model_dir_of(cfg):
 
 def prepare(cfg):
     """Encoding, vocabulary, song split and token ids, or a ValueError naming what is missing."""
-    from .encode import Vocab, get_encoding, load_songs, split_songs
-    enc = get_encoding({"name": cfg.encoding, "parts": cfg.parts, "key_normalize": cfg.key_normalize}
-                       if cfg.encoding == "event" else cfg.encoding)
+    from .encode import RESERVED, Vocab, get_encoding, load_songs, split_songs
+    # new event models reserve control tokens (encode.RESERVED) for the conditioning to come
+    enc = get_encoding({"name": cfg.encoding, "parts": cfg.parts, "key_normalize": cfg.key_normalize,
+                        "reserved": RESERVED} if cfg.encoding == "event" else cfg.encoding)
     if cfg.encoding == "classic" and (cfg.key_normalize or cfg.transpose or cfg.diatonic):
         raise ValueError("--key-normalize, --transpose and --diatonic need --encoding event "
                          "(classic chords have no octave)")
@@ -47,7 +49,7 @@ def prepare(cfg):
 
     def ids(song, shift=0, steps=0):
         tokens = enc.song_tokens(song, shift, steps)
-        return None if tokens is None else vocab.ids(tokens, f"{cfg.data_dir}/{song['source']}.json: {song['file']}")
+        return None if tokens is None else vocab.ids(tokens, f"{cfg.data_dir}/{song.meta['source']}.json: {song.meta['file']}")
 
     # augmentation only on training songs: the held-out loss must stay about the songs as written
     train_ids = [i for s in train for shift in range(-cfg.transpose, cfg.transpose + 1)
@@ -68,10 +70,10 @@ def distinct(songs, enc):
     for song in songs:
         tokens = enc.song_tokens(song) or []
         runs = {tuple(tokens[i:i + RUN]) for i in range(len(tokens) - RUN + 1)}
-        twin = next((other["file"] for other, seen in kept
+        twin = next((other.meta["file"] for other, seen in kept
                      if runs and seen and len(runs & seen) >= SAME_SONG * min(len(runs), len(seen))), None)
         if twin:
-            print(f"note: {song['file']} repeats {twin}; training on it once", file=sys.stderr)
+            print(f"note: {song.meta['file']} repeats {twin}; training on it once", file=sys.stderr)
             continue
         kept.append((song, runs))
     return [song for song, _ in kept]
@@ -271,7 +273,7 @@ def train(cfg, progress=sys.stdout, run=None):
         print(f"{cfg.game}: {len(train_songs)} training songs ({n_windows} windows"
               f"{f', transposed +-{cfg.transpose}' if cfg.transpose else ''}"
               f"{f', moved +-{cfg.diatonic} scale steps' if cfg.diatonic else ''}), {len(val_songs)} held out "
-              f"({', '.join(s['file'] for s in val_songs)}); {enc.name} encoding, vocabulary {len(vocab)}; "
+              f"({', '.join(s.meta['file'] for s in val_songs)}); {enc.name} encoding, vocabulary {len(vocab)}; "
               f"{cfg.arch}, {model.count_params():,} parameters -> {folder}", file=progress, flush=True)
         callbacks = [KindLoss(val_data, vocab, run.check), Checkpointer(run.save_epoch, run.check, progress),
                      # held-out loss turns up after a few epochs on songs this small: stopping is part of training
@@ -352,19 +354,16 @@ def retrain_main(argv=None):
         return (f"{', '.join(done)} retrained; " if done else "") + runs[-1].kept()
 
     def body():
-        parser = Parser(prog="python -m vgmusic retrain",
-                        description="Retrain the four shipped models (in <game>/weights/) from the songs in data/ "
-                                    "(run get_midi_songs.py and get_all_notes.py first) with the default settings, "
-                                    "and report each held-out loss.")
-        parser.add_argument("--games", nargs="+", default=list(SHIPPED), choices=SHIPPED, metavar="GAME",
-                            help=f"which of them (default: all of {', '.join(SHIPPED)})")
-        add_flags(parser, TrainConfig, skip=[f for f in TrainConfig.__dataclass_fields__
-                                             if f not in ("data_dir", "seed")])
-        args = parser.parse_args(argv)
+        parser = parser_for(RetrainConfig, "Retrain the four shipped models (in <game>/weights/, replacing them) "
+                            "from the songs in data/ (run get_midi_songs.py and get_all_notes.py first) with the "
+                            "default settings, and report each held-out loss.", prog="python -m vgmusic retrain")
+        args = build(RetrainConfig, parser.parse_args(argv))
         rows = []
         for game in dict.fromkeys(args.games):
+            # exactly the command that replaces the shipped models: it says so
             cfg = build(TrainConfig, argparse.Namespace(data_dir=args.data_dir, seed=args.seed, verbose=0),
-                        **game_overrides(game), game=game)
+                        **game_overrides(game), game=game, model_dir=str(default_model_dir(game)),
+                        replace_shipped=True)
             t0 = time.perf_counter()
             runs.append(Run())
             meta, history, _ = train_command(cfg, runs[-1])
@@ -384,14 +383,26 @@ def main(game=None, argv=None):
     def body():
         skip = ("game",) if game else ()
         parser = parser_for(TrainConfig, f"Train a model on {game or 'a game'}'s songs (run get_all_notes.py first).",
-                            skip=skip)
+                            skip=skip, defaults=dict(game_overrides(game), model_dir=str(train_dir(game))) if game
+                            else None)
         args = parser.parse_args(argv)
         name = game or args.game
         if not name:
             parser.error("--game is required")
+        if args.val_fraction is not None and args.val_songs is not None:
+            parser.error("give --val-fraction or --val-songs, not both")
         cfg = build(TrainConfig, args, **game_overrides(name), game=name)
-        run.folder = model_dir_of(cfg)
-        return train_command(cfg, run)[0]
+        run.folder = folder = train_dir(name, cfg.model_dir, cfg.replace_shipped)
+        if not cfg.model_dir and folder != default_model_dir(name):
+            print(f"training into {folder}: {default_model_dir(name)} holds the shipped model, which "
+                  "--replace-shipped would train over", flush=True)
+        # Keras draws its progress bar with backspaces and carriage returns even into a file: lines there
+        verbose = 2 if cfg.verbose == 1 and not on_terminal() else cfg.verbose
+        cfg = dataclasses.replace(cfg, model_dir=str(folder), verbose=verbose)
+        meta = train_command(cfg, run)[0]
+        if folder.resolve() != default_model_dir(name).resolve():
+            print(f"compose with it: python -m vgmusic predict --game {name} --model-dir {folder}")
+        return meta
 
     # Ctrl-C exits 130, the shell's code for it, so scripts chaining train and predict stop there
     return run_command(body, kept=run.kept)

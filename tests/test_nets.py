@@ -1,0 +1,96 @@
+"""The registry of networks (vgmusic.nets) and the shipped weights refused once they hold NaN or infinities.
+
+tests/test_infer.py holds every architecture's NumPy pass against Keras; this file needs no TensorFlow.
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from vgmusic import checkpoint, nets
+from vgmusic.infer import NumpyNet
+
+SHIPPED = ROOT / "pokemon_red_blue_yellow" / "weights"
+
+
+def test_registry_lists_each_architecture_once_with_everything_it_needs():
+    assert list(nets.ARCHS) == ["lstm", "bilstm", "attention", "transformer"]
+    assert checkpoint.ARCHS == tuple(nets.ARCHS) and checkpoint.ARCH_KEYS == nets.ARCH_KEYS
+    for name, arch in nets.ARCHS.items():
+        assert arch.name == name and nets.get(name) is arch
+        assert all(callable(f) for f in (arch.build, arch.layout, arch.numpy_net, arch.keras_stepper))
+        assert arch.min_seed(16) == (1 if arch.many_to_many else 16)
+    assert [a for a in nets.ARCHS.values() if a.many_to_many] == [nets.ARCHS["lstm"], nets.ARCHS["transformer"]]
+    for bad in ("gru", None, ["lstm"]):
+        with pytest.raises(ValueError, match="unknown architecture .*; choose from lstm, bilstm, attention"):
+            nets.get(bad)
+
+
+def test_layouts_differ_only_where_the_networks_do():
+    hp = {"window": 4, "embed_dim": 3, "units": 8, "layers": 2, "heads": 2, "dense": 5, "dropout": 0.1}
+    names = {arch: [name for _, name, _ in nets.layout(arch, 11, hp)] for arch in nets.ARCHS}
+    assert names["attention"] == names["bilstm"][:3] + ["self_attention", "attention_norm"] + names["bilstm"][3:]
+    assert names["lstm"] == ["embed", "lstm_0", "lstm_1", "dense", "logits"]
+    assert names["transformer"][-2:] == ["norm_out", "logits"] and len(names["transformer"]) == 2 + 5 * 2 + 2
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    """A copy of a shipped model folder: (folder, sidecar, its NumpyNet arguments but the weights)."""
+    folder = tmp_path / "weights"
+    shutil.copytree(SHIPPED, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    return folder, meta, (meta["arch"], len(meta["vocab"]), meta["hparams"])
+
+
+def one_line_error(call, *needles):
+    with pytest.raises(ValueError) as e:
+        call()
+    message = str(e.value)
+    assert "\n" not in message and all(n in message for n in needles), message
+
+
+@pytest.mark.parametrize("dataset, layer, value", [("layers/lstm_1/cell/vars/1", "lstm_1", np.nan),
+                                                   ("layers/dense_1/vars/1", "logits", np.inf),
+                                                   ("layers/embedding/vars/0", "embed", -np.inf)])
+def test_shipped_weights_with_nan_or_infinities_are_refused(shipped, dataset, layer, value):
+    folder, _, args = shipped
+    path = folder / "best.weights.h5"
+    NumpyNet(*args, path)  # whole, they load
+    with h5py.File(path, "r+") as f:
+        f[dataset][(0,) * f[dataset].ndim] = value
+    one_line_error(lambda: NumpyNet(*args, path), f"{path}: weights hold NaN or infinite values (layer {layer}); "
+                                                  f"retrain or use the other weights file")
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        checkpoint.read_weights(path, *args)
+
+
+def test_logits_that_overflow_fail_instead_of_sampling_nan(shipped):
+    """Finite weights can still overflow float32: every logit weight at 3e38 makes the logits infinite."""
+    folder, meta, args = shipped
+    path = folder / "best.weights.h5"
+    with h5py.File(path, "r+") as f:
+        f["layers/dense_1/vars/0"][...] = np.float32(3e38)
+    net = NumpyNet(*args, path)
+    seed = np.arange(10) % len(meta["vocab"])
+    one_line_error(lambda: net.forward(seed[None]), str(path), "logits came out NaN or infinite")
+    one_line_error(lambda: net.stepper(2).start(seed), str(path), "logits came out NaN or infinite")
+
+
+def test_composing_with_nan_weights_stops_in_one_line(shipped, tmp_path):
+    """Once, such weights made composing hang: now predict.py names the file and exits 1."""
+    folder, _, _ = shipped
+    with h5py.File(folder / "best.weights.h5", "r+") as f:
+        f["layers/lstm/cell/vars/2"][7] = np.nan
+    r = subprocess.run([sys.executable, str(ROOT / "pokemon_red_blue_yellow" / "predict.py"), "--model-dir", folder,
+                        "--out", tmp_path / "x.mid", "--length", "20", "--no-audio", "--no-roll", "--no-page"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert f"{folder / 'best.weights.h5'}: weights hold NaN or infinite values (layer lstm_0)" in lines[0], lines
+    assert not (tmp_path / "x.mid").exists()

@@ -1,0 +1,107 @@
+"""Where predict.py writes: names reserved under concurrency, companion files that never overwrite each
+other or what is not a song's file, names refused before composing, and the temperature rule."""
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+import pytest
+
+from conftest import ROOT
+from vgmusic.outputs import check_name, files_of, release, song_paths
+
+GAME = "pokemon_red_blue_yellow"
+SCRIPT = ROOT / GAME / "predict.py"
+QUIET = ("--no-audio", "--no-roll", "--no-page")
+
+
+def _script(*flags, timeout=120):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, flags)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def _reserve(args):
+    folder, num = args
+    # every process asks for the same second's name at once
+    return [str(p) for p in song_paths("", folder, num, now=datetime(2026, 1, 2, 3, 4, 5))]
+
+
+def test_names_are_reserved_atomically_under_concurrency(tmp_path):
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        got = pool.map(_reserve, [(tmp_path, 1 + i % 3) for i in range(24)])
+    names = [p for paths in got for p in paths]
+    assert len(names) == len(set(names)) == sum(1 + i % 3 for i in range(24))
+    assert all(os.path.getsize(p) == 0 for p in names)  # reservations, until each song replaces its own
+    release([tmp_path / os.path.basename(p) for p in names])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_whose_companion_exists_is_not_reused(tmp_path):
+    (tmp_path / "20260102-030405.wav").write_bytes(b"not ours")
+    (first,) = song_paths("", tmp_path, 1, now=datetime(2026, 1, 2, 3, 4, 5))
+    assert first.name == "20260102-030405-2.mid"
+    assert (tmp_path / "20260102-030405.wav").read_bytes() == b"not ours"
+
+
+def test_two_runs_in_the_same_second_keep_both_songs(tmp_path):
+    """The issue's case, end to end: two predict.py runs at once into one folder, each song whole."""
+    # predict.py names songs under <project>/<game>/generations: here a project root of the test's own
+    procs = [subprocess.Popen([sys.executable, "-c", (
+        "from vgmusic import predict; "
+        f"predict.ROOT = __import__('pathlib').Path({str(tmp_path)!r}); "
+        f"predict.main(game='gen', argv=['--model-dir', {str(ROOT / GAME / 'weights')!r}, '--length', '60', "
+        f"'--seed', '{seed}', '--no-roll', '--data-dir', {str(tmp_path / 'none')!r}])")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    folder = tmp_path / "gen" / "generations"
+    mids = sorted(folder.glob("*.mid"))
+    assert len(mids) == 2 and all(m.stat().st_size > 0 for m in mids)
+    records = [json.loads(m.with_suffix(".song.json").read_text()) for m in mids]
+    assert [r["midi"] for r in records] == [m.name for m in mids]  # each set's files are one song's
+    assert {r["seed"] for r in records} == {1, 2} and all(m.with_suffix(".wav").stat().st_size for m in mids)
+
+
+@pytest.mark.parametrize("name", ["song.wav", "song.png", "index.html", "song.song.json", "song"])
+def test_out_must_be_a_midi_name(name, tmp_path):
+    r = _script("--out", tmp_path / name, "--bars", 1, *QUIET)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().endswith("must end in .mid or .midi (its audio, piano roll and record take the same "
+                                     "name with their own suffixes)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_companions_that_are_not_files_are_refused_before_composing(tmp_path):
+    (tmp_path / "s.wav").mkdir()
+    r = _script("--out", tmp_path / "s.mid", "--bars", 1)
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 's.wav'}: is a folder, not a song's file; " \
+                                                      "choose another name"
+    os.symlink("/dev/null", tmp_path / "t.mid")
+    r = _script("--out", tmp_path / "t.mid", "--bars", 1)
+    assert r.returncode == 1 and "is a symbolic link" in r.stderr and os.path.islink(tmp_path / "t.mid")
+    r = _script("--out", "/dev/null", "--bars", 1)
+    assert r.returncode == 1 and "must end in .mid" in r.stderr
+
+
+@pytest.mark.parametrize("length", [236, 251])
+def test_long_names_are_refused_before_composing(length, tmp_path):
+    name = "x" * (length - 4) + ".mid"
+    started = time.perf_counter()
+    r = _script("--out", tmp_path / name, *QUIET)  # 500 events: refused long before they are composed
+    assert r.returncode == 1 and "name too long" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+    assert time.perf_counter() - started < 30
+    check_name(tmp_path / ("x" * 200 + ".mid"))  # a long name that fits is fine
+    assert [p.suffix for p in files_of(tmp_path / "a.mid")] == [".mid", ".wav", ".png", ".json"]
+
+
+def test_a_vanishing_temperature_is_the_argmax_and_ends(tmp_path):
+    """--temperature 1e-320 used to overflow to NaN probabilities and never end."""
+    r = _script("--out", tmp_path / "t.mid", "--bars", 4, "--temperature", "1e-320", "--seed", 1, *QUIET,
+                timeout=60)
+    assert r.returncode == 0, r.stderr
+    a = _script("--out", tmp_path / "a.mid", "--bars", 4, "--temperature", "0", "--seed", 2, *QUIET)
+    assert a.returncode == 0 and (tmp_path / "t.mid").read_bytes() == (tmp_path / "a.mid").read_bytes()

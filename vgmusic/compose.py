@@ -1,0 +1,188 @@
+"""Composing as a library: `compose(model, request) -> [Song]`, nothing written, no command line inside.
+
+    model = load_model("pokemon_red_blue_yellow/weights")
+    songs = compose(model, Request(num=4, bars=16, loop=True, seed=1))
+
+Composing imports neither TensorFlow nor Keras: the network runs in NumPy (vgmusic.infer) from the
+same weights file, and tests prove it gives the Keras model's probabilities; Keras stays available as the
+reference engine (`load_model(..., engine="keras")`). Every song is a plan run by the one batched
+decoding loop (vgmusic.decode): its form (vgmusic.form), then, for a loop, the choice of its last bar
+(vgmusic.loop). A prime is the context the plans start from.
+"""
+import os
+
+# Batch-1 steps are small matrix-vector products: BLAS threads only add overhead (3-7x the CPU on the
+# window models when cores are busy). Set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import sys  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from . import nets  # noqa: E402
+from .checkpoint import read_sidecar, weights_path  # noqa: E402
+from .decode import BEATS_PER_BAR, decode  # noqa: E402
+from .encode import GRID, PAD, get_encoding, token_kind  # noqa: E402
+from .form import FormPlan  # noqa: E402
+from .sampling import Sampling  # noqa: E402
+from .song import Key, Note, Section, Song, Track  # noqa: E402
+from .theory import parse_key, to_key  # noqa: E402
+
+
+class Model:
+    """A trained model folder, loaded: its sidecar, vocabulary, encoding, and a stepper factory
+    (batch -> stepper with start(seed ids) and step(ids) -> next-token logits), checked against each other."""
+
+    def __init__(self, folder, which="best", engine="numpy"):
+        self.folder = Path(folder)
+        self.meta, self.vocab = read_sidecar(self.folder)
+        self.enc = get_encoding(self.meta["encoding"])
+        self.arch, hparams = self.meta["arch"], self.meta["hparams"]
+        self.window = hparams["window"]
+        path = weights_path(self.folder, which)
+        if engine == "numpy":
+            from .infer import NumpyNet
+            self.make_stepper = NumpyNet(self.arch, len(self.vocab), hparams, path).stepper
+        else:
+            from .model import build_model, keras_stepper
+            model = build_model(self.arch, len(self.vocab), hparams)
+            try:
+                model.load_weights(path)
+            except Exception as e:
+                reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                raise ValueError(f"{path}: weights do not fit the vocabulary ({len(self.vocab)} tokens) and "
+                                 f"architecture in the sidecar: {reason}") from None
+            self.make_stepper = lambda batch=1: keras_stepper(self.arch, model, self.window, batch)
+        # never sampled: the start-of-song pad, and control tokens, which only a plan may place
+        self.banned = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("pad", "control")],
+                               np.int64)
+
+    def start_ids(self):
+        """The context a song starts from when nothing primes it: the start of a song, as training began."""
+        if PAD not in self.vocab.index:
+            raise ValueError(f"{self.folder}: this model has no start-of-song token; prime it with a song")
+        return self.vocab.ids([PAD] * self.window)
+
+    def prime_ids(self, song, where="the prime"):
+        """Context ids from the end of a Song, and the semitones that take the model's key back to the song's."""
+        known = [t for t in [PAD] * self.window + self.enc.song_tokens(song) if t in self.vocab.index]
+        if len(known) < nets.get(self.arch).min_seed(self.window):
+            raise ValueError(f"{where}: too few tokens this model knows to fill its window of {self.window}")
+        return self.vocab.ids(known[-self.window:]), self.enc.song_shift(song)
+
+
+def load_model(folder, which="best", engine="numpy"):
+    return Model(folder, which, engine)
+
+
+@dataclass
+class Request:
+    """What to compose. Lengths: `events` at least (ending on the bar line of the phrase that reaches
+    them), or exactly `bars`, or `seconds` rounded to whole bars at the tempo."""
+    num: int = 1
+    events: int = 500
+    bars: int = 0
+    seconds: float = 0.0
+    form: str = "AA'BA'"
+    phrase_bars: int = 4
+    sampling: Sampling = field(default_factory=Sampling)
+    loop: bool = False
+    loop_tries: int = 4
+    loop_candidates: int = 16
+    prime: Song = None  # continue this song's end instead of starting a song
+    bpm: float = 0.0  # 0: the prime's, else the training songs' median
+    key: str = ""  # move the song to this key ("D minor"); "" keeps it as composed
+    program: int = 0  # the melody's General MIDI instrument
+    instrument: str = ""  # its name, for the track
+    seed: int = None  # None draws a fresh one (the songs' meta records it)
+
+
+def compose(model, request, progress=False):
+    """`request.num` Songs composed as one batch, each with one melody track, its form's sections and,
+    for a loop, its loop points and seam figures (in meta["loop"])."""
+    r = request
+    seed = r.seed if r.seed is not None and r.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 32)
+    rng = np.random.default_rng(seed)
+    back, tempo = 0, model.meta.get("tempo")
+    if r.prime is not None:
+        ids, back = model.prime_ids(r.prime, r.prime.title or "the prime")
+        tempo = r.prime.bpm
+    else:
+        ids = model.start_ids()
+    bpm = r.bpm or tempo or 120.0
+    bars = r.bars or (max(1, round(r.seconds * bpm / 60 / BEATS_PER_BAR)) if r.seconds else 0)
+    enc, vocab = model.enc, model.vocab
+    with Progress(progress, bars, r.num) as shown:
+        def compose_more(n):
+            plans = [FormPlan(enc, vocab, r.form, r.phrase_bars, r.events, bars, r.phrase_bars if r.loop else 0)
+                     for _ in range(n)]
+            stepper = model.make_stepper(n)
+            logits = stepper.start(np.tile(np.asarray(ids, np.int64)[None], (n, 1)))
+            decode(stepper, logits, plans, rng, r.sampling, model.banned,
+                   progress=lambda: shown.composing(min(p.length for p in plans)))
+            return plans
+        plans, loops = compose_more(r.num), [None] * r.num
+        if r.loop:
+            from .loop import close_loops, loop_songs
+            loops = loop_songs(plans, compose_more, lambda songs: close_loops(
+                model.make_stepper, enc, vocab, ids, songs, rng, r.sampling, model.banned,
+                candidates=r.loop_candidates, progress=shown.closing), r.loop_tries)
+    return [_song(model, r, plan, loop, i, seed, bpm, back) for i, (plan, loop) in enumerate(zip(plans, loops))]
+
+
+def _song(model, r, plan, loop, index, seed, bpm, back):
+    """The Song of one finished plan (and its loop's closing, if any)."""
+    enc, vocab = model.enc, model.vocab
+    if loop:  # the song the loop closes, with the closing's last bar
+        plan, closing = loop.pop("plan"), loop.pop("tokens")
+    tokens = [vocab.tokens[t] for t in (closing if loop else plan.song)]
+    end = plan.length / GRID
+    # a key-normalised model composes in C major / A minor: a primed song returns to the prime's key
+    notes = [Note(n[0], min(n[1], end - n[0]), n[2] - back) for n in enc.decode(tokens) if 0 <= n[2] - back <= 127]
+    key = reached = None
+    if r.key and notes:
+        shift, reached = to_key(notes, r.key)
+        notes = [n._replace(pitch=n.pitch + shift) for n in notes if 0 <= n.pitch + shift <= 127]
+        tonic, mode = parse_key(reached)
+        key = Key(tonic, mode)
+    track = Track(notes, name=r.instrument or "melody", program=r.program, role="melody")
+    track.notes = track.playable()  # a long note the same pitch strikes again ends where it is struck
+    return Song(tracks=[track], tempos=[(0.0, float(bpm))], key=key, length=end,
+                sections=[Section(start / GRID, label) for start, label in plan.sections],
+                loop=(0.0, end) if loop else None,
+                meta={"seed": seed, "index": index + 1, "events": enc.events(tokens), "tokens": tokens,
+                      "key": reached, "loop": loop,
+                      "preroll": [vocab.tokens[t] for t in plan.tokens[:plan.skip]]})
+
+
+class Progress:
+    """A progress bar in beats while songs are composed, and another while their loops are closed; shown
+    only on a terminal and when asked for."""
+
+    def __init__(self, show, bars, num):
+        self.show, self.total, self.num, self.bar = show and sys.stderr.isatty(), bars * BEATS_PER_BAR, num, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+    def _to(self, what, beats):
+        if not self.show:
+            return
+        if self.bar is None or self.bar.desc != what:
+            from tqdm import tqdm
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=self.total or None, desc=what, unit="beat", file=sys.stderr, leave=False)
+        self.bar.update(max(0.0, beats - self.bar.n))
+
+    def composing(self, steps):
+        self._to(f"composing {self.num} song{'s' if self.num > 1 else ''}", steps / GRID)
+
+    def closing(self, steps):
+        self._to("closing loops", steps / GRID)

@@ -1,0 +1,78 @@
+"""The one batched decoding loop, and the arithmetic of fitting tokens to bar lines.
+
+Everything composing does is a plan run by `decode`: each row of the batch is a plan object that chooses
+the token its row is fed (a sampled one, fitted to a bar line, or one it must replay or read) and is told
+what was fed. The form (vgmusic.form), a loop's candidate last bars and the reading of a song to score
+it (vgmusic.loop) are plans; so will be regenerating chosen bars or a chosen track of an existing song,
+without a second loop. A plan has:
+
+    choose(sampled id or None) -> the id to feed      feed(id, nats or None)      done (bool)
+    scored (class attribute): whether feed wants the token's negative log-likelihood
+"""
+import numpy as np
+
+from .sampling import log_probs, pick
+
+BEATS_PER_BAR = 4  # composed songs are in 4/4 (music21 reads no other metre from most of the songs)
+# A phrase the network fills with more tokens than this per bar is stuck (e.g. chords without waits):
+# the rest of the phrase is then a rest, so generation always ends.
+MAX_TOKENS_PER_BAR = 96
+
+
+def decode(stepper, logits, plans, rng, sampling=None, banned=(), progress=None):
+    """Step `stepper` (whose next-token logits are `logits`, one row per plan) until every plan is done;
+    returns the logits after the last step. With `sampling` (a sampling.Sampling) a token is drawn for
+    every row at every step, done or not, so a seed repeats a batch whatever its rows do; without, plans
+    only replay or read. `progress()` is called after each step."""
+    scored = any(p.scored for p in plans)
+    while not all(p.done for p in plans):
+        sampled = (pick(logits, rng, sampling.temperature, sampling.top_k, sampling.top_p, banned)
+                   if sampling is not None else [None] * len(plans))
+        nats = -log_probs(logits) if scored else None
+        feed = np.zeros(len(plans), np.int64)
+        for i, plan in enumerate(plans):
+            if not plan.done:
+                feed[i] = plan.choose(sampled[i])
+                plan.feed(int(feed[i]), nats[i, feed[i]] if scored else None)
+        if progress:
+            progress()
+        logits = stepper.step(feed)
+    return logits
+
+
+def fit_token(enc, vocab, token, now, end, count, limit, forced):
+    """The token to feed at time `now` when the song (or phrase) must end exactly at `end`: a row past
+    `limit` sampled tokens is stuck (e.g. chords without waits) and rests instead; a wait past the end
+    is cut at it, its remainder queued on `forced`, so every phrase is whole bars."""
+    if count > limit and enc.advance(token) == 0:
+        token = enc.waits(enc.max_step)[0]
+    step = enc.advance(token)
+    if step and now + step > end:
+        waits = enc.waits(end - now)
+        forced.extend(vocab.index[w] for w in waits[1:])
+        token = waits[0]
+    return vocab.index[token]
+
+
+def clip(enc, vocab, ids, length):
+    """The tokens of `ids` that fall within `length` grid steps, the last wait cut at it."""
+    out, now = [], 0
+    for i in ids:
+        step = enc.advance(vocab.tokens[i])
+        if now + step > length:
+            return out + [vocab.index[w] for w in enc.waits(length - now)]
+        out.append(i)
+        now += step
+        if now == length and step:
+            return out
+    return out
+
+
+def cut_at(enc, vocab, ids, steps):
+    """Index of the first token at which the song has reached `steps` grid steps."""
+    now = 0
+    for i, t in enumerate(ids):
+        if now >= steps:
+            return i
+        now += enc.advance(vocab.tokens[t])
+    return len(ids)

@@ -1,0 +1,191 @@
+"""Standard MIDI files <-> Songs, with mido: the project's one MIDI reader and one writer.
+
+The reader keeps every track: one Track per (MIDI track, channel) that plays notes, with its name, program,
+channel, drum flag (channel 10) and each note's velocity; the tempo map, the first time signature and the
+length (the last end of track). Times are beats (ticks / ticks per beat), unquantised: the encodings
+snap them to their grid. music21 is not involved (it reads the same notes on the 46 original songs; it
+stays for what only it does: the key analysis and the original project's token stream, in extract.py).
+
+The writer writes type 1: a conductor track (tempo map, metre, key-free), then one track per Track on its
+own channel, drums on channel 10, each with its program and the notes' velocities.
+"""
+from pathlib import Path
+
+import mido
+
+from .song import DEFAULT_BPM, DRUM_CHANNEL, Note, Song, Track
+from .store import atomic_path
+
+TICKS_PER_BEAT = 480  # divisible by 2, 3, 4, 5, 8, 12, 16: every grid value lands on a whole tick
+# a MIDI file claiming to be longer is refused rather than filling the memory while read or rendered
+MAX_BEATS = 1 << 20
+
+
+def unwrap_riff(data):
+    """The standard MIDI file inside an RMID file (RIFF-wrapped MIDI, as Windows saved it); other bytes as they are."""
+    if data[:4] != b"RIFF":
+        return data
+    at = data.find(b"data", 12) if data[8:12] == b"RMID" else -1  # the first chunk, in every RMID file seen
+    if at < 0:
+        raise ValueError("a RIFF file, but not RIFF MIDI (RMID) with a 'data' chunk")
+    return data[at + 8:at + 8 + int.from_bytes(data[at + 4:at + 8], "little")]
+
+
+def parse_bytes(data):
+    """A mido.MidiFile from a file's bytes, or ValueError with the reason in a few words."""
+    import io
+    data = unwrap_riff(data)
+    if data[:4] == b"MThd" and len(data) >= 14:
+        if data[8:10] == b"\0\2":
+            raise ValueError("MIDI type 2 (independent patterns), which is not supported")
+        if data[12] & 0x80:
+            raise ValueError("SMPTE timing (frames per second, not beats), which is not supported")
+    try:
+        midi = mido.MidiFile(file=io.BytesIO(data), clip=True)
+    except Exception as e:  # mido raises OSError, EOFError, KeyError, ValueError, IndexError on bad bytes
+        raise ValueError(f"not a readable MIDI file ({type(e).__name__}: {str(e)[:120]})") from None
+    if midi.ticks_per_beat <= 0:
+        raise ValueError(f"not a readable MIDI file (ticks per beat {midi.ticks_per_beat})")
+    return midi
+
+
+def read_midi(path):
+    """The Song in a MIDI file (RIFF-wrapped too); ValueError naming the file when it is unreadable."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        song = midi_to_song(parse_bytes(data))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    song.title = path.stem
+    return song
+
+
+def midi_to_song(midi):
+    """A mido.MidiFile as a Song (see the module's docstring)."""
+    tpb = midi.ticks_per_beat
+    tempos, metre, tracks, end = [], None, [], 0
+    # a channel's first program change anywhere: some files set every channel's instrument in the first
+    # track and play the notes in others
+    anywhere = {}
+    for track in midi.tracks:
+        now = 0
+        for msg in track:
+            now += msg.time
+            if msg.type == "program_change" and (msg.channel not in anywhere or now < anywhere[msg.channel][0]):
+                anywhere[msg.channel] = (now, msg.program)
+    for number, track in enumerate(midi.tracks):
+        now, name = 0, ""
+        sounding, notes, programs = {}, {}, {}  # keyed by (channel, pitch) / channel
+        for msg in track:
+            now += msg.time
+            if now > MAX_BEATS * tpb:
+                raise ValueError(f"longer than {MAX_BEATS} beats")
+            kind = msg.type
+            if kind == "note_on" and msg.velocity:
+                sounding.setdefault((msg.channel, msg.note), []).append((now, msg.velocity))
+                notes.setdefault(msg.channel, [])
+            elif kind in ("note_on", "note_off"):
+                started = sounding.get((msg.channel, msg.note))
+                if started:  # first on, first off: a re-struck pitch ends in the order it began
+                    on, vel = started.pop(0)
+                    notes[msg.channel].append((on, now - on, msg.note, vel))
+            elif kind == "program_change":
+                # the instrument a channel plays its notes with: the last change before its first note
+                if msg.channel not in notes:
+                    programs[msg.channel] = msg.program
+            elif kind == "set_tempo":
+                tempos.append((now, mido.tempo2bpm(msg.tempo)))
+            elif kind == "time_signature" and metre is None:
+                metre = (msg.numerator, msg.denominator)
+            elif kind == "track_name" and not name:
+                name = msg.name.strip()
+        for (channel, pitch), starts in sounding.items():  # still held at the end of the track
+            notes[channel].extend((on, now - on, pitch, vel) for on, vel in starts)
+        end = max(end, now)
+        for channel in sorted(notes):
+            if not notes[channel]:
+                continue
+            tracks.append(Track(
+                notes=sorted(Note(on / tpb, dur / tpb, pitch, vel) for on, dur, pitch, vel in notes[channel]),
+                name=name or f"track {number + 1}", program=programs.get(channel, anywhere.get(channel, (0, 0))[1]), channel=channel,
+                drum=channel == DRUM_CHANNEL))
+    tempos.sort(key=lambda t: t[0])  # stable: of two tempos at one tick, the later in the file plays
+    tempo_map = [(0.0, DEFAULT_BPM)]
+    for tick, bpm in tempos:
+        if tick / tpb == tempo_map[-1][0]:
+            tempo_map.pop()
+        if not tempo_map or bpm != tempo_map[-1][1]:
+            tempo_map.append((tick / tpb, bpm))
+    return Song(tracks=tracks, tempos=tempo_map, metre=metre or (4, 4), length=end / tpb)
+
+
+def channels(song):
+    """A channel per track: the one it was read with where free, drums on 10, the others in order."""
+    taken, out = set(), []
+    for t in song.tracks:
+        want = DRUM_CHANNEL if t.drum else t.channel
+        if want is not None and (want == DRUM_CHANNEL) == t.drum and (t.drum or want not in taken):
+            out.append(want)
+        else:
+            out.append(None)
+        if out[-1] is not None:
+            taken.add(out[-1])
+    free = iter(c for c in range(16) if c != DRUM_CHANNEL and c not in taken)
+    for i, c in enumerate(out):
+        if c is None:
+            c = next(free, None)
+            if c is None:
+                raise ValueError(f"{len(song.tracks)} pitched tracks: MIDI has 15 channels besides the drums'")
+            out[i] = c
+    return out
+
+
+def song_to_midi(song):
+    """A Song as a type-1 mido.MidiFile (see the module's docstring)."""
+    for beat, bpm in song.tempos:
+        if not bpm > 0:
+            raise ValueError(f"tempo must be positive, got {bpm} at beat {beat:g}")
+    conductor = mido.MidiTrack()
+    events = [(round(beat * TICKS_PER_BEAT), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
+              for beat, bpm in song.tempos]
+    events.insert(1, (0, mido.MetaMessage("time_signature", numerator=song.metre[0], denominator=song.metre[1])))
+    end = round(song.end * TICKS_PER_BEAT)
+    midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
+    midi.tracks.append(_track(conductor, events, end))
+    for track, channel in zip(song.tracks, channels(song)):
+        if not 0 <= track.program <= 127:
+            raise ValueError(f"MIDI program must be 0-127, got {track.program}")
+        head = mido.MidiTrack([mido.MetaMessage("track_name", name=track.name or track.role or "track", time=0)])
+        messages = [(0, mido.Message("program_change", program=track.program, channel=channel))]
+        timed = []
+        for n in track.notes:
+            on = round(n.onset * TICKS_PER_BEAT)
+            off = max(on + 1, round((n.onset + n.duration) * TICKS_PER_BEAT))
+            # note-offs sort before note-ons at the same tick so a repeated pitch re-strikes
+            timed.append((on, 1, n.pitch, n.velocity))
+            timed.append((off, 0, n.pitch, 0))
+        timed.sort()
+        messages += [(tick, mido.Message("note_on" if kind else "note_off", note=pitch, velocity=vel,
+                                         channel=channel)) for tick, kind, pitch, vel in timed]
+        midi.tracks.append(_track(head, messages, end))
+    return midi
+
+
+def _track(track, events, end):
+    now = 0
+    for tick, msg in events:
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
+    return track
+
+
+def write_midi(song, path):
+    midi = song_to_midi(song)
+    with atomic_path(path) as tmp:
+        midi.save(tmp)
+    return path
