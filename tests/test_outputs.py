@@ -105,3 +105,47 @@ def test_a_vanishing_temperature_is_the_argmax_and_ends(tmp_path):
     assert r.returncode == 0, r.stderr
     a = _script("--out", tmp_path / "a.mid", "--bars", 4, "--temperature", "0", "--seed", 2, *QUIET)
     assert a.returncode == 0 and (tmp_path / "t.mid").read_bytes() == (tmp_path / "a.mid").read_bytes()
+
+
+def test_another_models_weights_are_refused(tmp_path):
+    """Zelda's weights fit Pokemon's network exactly: only the sidecar's sha256 tells them apart."""
+    import shutil
+    folder = tmp_path / "m"
+    shutil.copytree(ROOT / GAME / "weights", folder)
+    shutil.copy(ROOT / "zelda_ocarina_of_time" / "weights" / "best.weights.h5", folder / "best.weights.h5")
+    r = _script("--model-dir", folder, "--bars", 1, "--out", tmp_path / "x.mid", *QUIET)
+    assert r.returncode == 1 and r.stderr.strip() == (
+        f"error: {folder / 'best.weights.h5'}: not the weights model.json beside it describes (sha256 differs): "
+        "another model's file? Keep a model's folder whole, or train again")
+    assert not (tmp_path / "x.mid").exists()
+    for game in ("pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "three_games_combined"):
+        meta = json.loads((ROOT / game / "weights" / "model.json").read_text())
+        assert meta["format"] == 3 and len(meta["weights_sha256"]["best"]) == 64  # every shipped model checked
+
+
+def test_a_prime_whose_key_moves_notes_past_midi_is_continued(tmp_path):
+    """A G major tune at the top of MIDI's range moves up to C major past 127: those notes are left out
+    of the context (it used to end in a TypeError traceback)."""
+    from vgmusic.encode import Event
+    from vgmusic.midi import write_midi
+    from vgmusic.predict import read_prime
+    from vgmusic.song import Note, Song, Track
+    tune = [115, 119, 122, 127, 126, 124, 122, 119, 117, 120, 124, 127, 122, 119, 115, 115]
+    write_midi(Song(tracks=[Track([Note(i * 0.5, 0.5, p) for i, p in enumerate(tune * 3)])]), tmp_path / "high.mid")
+    prime, enc = read_prime(tmp_path / "high.mid"), Event(key_normalize=True)
+    assert enc.song_shift(prime) > 0 and enc.song_tokens(prime) is None
+    assert enc.song_tokens(prime, drop_outside=True)
+    r = _script("--prime", tmp_path / "high.mid", "--bars", 2, "--seed", 1, "--out", tmp_path / "c.mid", *QUIET)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_name_that_is_not_utf8_writes_the_whole_set(tmp_path):
+    """A Latin-1 file name: MIDI, WAV, roll, record and page all written (the roll's title used to raise)."""
+    folder = os.fsencode(tmp_path)
+    out = os.path.join(folder, b"caf\xe9.mid")
+    r = subprocess.run([sys.executable, str(SCRIPT), "--bars", "1", "--seed", "1", "--out", out], capture_output=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr
+    names = sorted(os.listdir(folder))
+    assert names == sorted([b"caf\xe9.mid", b"caf\xe9.wav", b"caf\xe9.png", b"caf\xe9.song.json", b"index.html"])
+    assert b"caf%E9.mid" in open(os.path.join(folder, b"index.html"), "rb").read()

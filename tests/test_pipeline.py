@@ -191,6 +191,14 @@ def test_resume_continues_epochs(trained, corpus_data, tmp_path):
     meta = _train(corpus_data, folder, "chorales_a", "--resume", "--epochs", "3")
     assert meta["epochs_done"] == 3
     assert len((folder / "history.csv").read_text().splitlines()) == 4
+    import hashlib
+    assert meta["weights_sha256"] == {w: hashlib.sha256((folder / f"{w}.weights.h5").read_bytes()).hexdigest()
+                                      for w in ("best", "last")}
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    shutil.copy(folder / "best.weights.h5", other / "last.weights.h5")  # a file the sidecar does not describe
+    with pytest.raises(SystemExit, match="last.weights.h5: not the weights model.json beside it describes"):
+        _train(corpus_data, other, "chorales_a", "--resume", "--epochs", "4")
     with pytest.raises(SystemExit, match="cannot --resume.*hparams"):
         _train(corpus_data, folder, "chorales_a", "--resume", "--epochs", "4", "--units", "16")
 

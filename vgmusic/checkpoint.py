@@ -10,6 +10,7 @@ import contextlib
 import csv
 import datetime
 import io
+import hashlib
 import json
 import math
 import statistics
@@ -25,7 +26,10 @@ from .nets import ARCHS as _ARCHS
 from .store import atomic_path, read_json
 
 SIDECAR = "model.json"
-FORMAT = 2  # 2: best weights carry no optimizer state; tempo, code version and baselines recorded
+# 2: best weights carry no optimizer state; tempo, code version and baselines recorded.
+# 3: the sidecar records the sha256 of the weights files it describes, and loading checks them.
+FORMAT = 3
+READABLE = (2, 3)  # format 2 (the models shipped before) loads as it is, without the check
 WEIGHTS = {"best": "best.weights.h5", "last": "last.weights.h5"}
 HISTORY, CURVE = "history.csv", "learning_curve.png"
 ARCHS = tuple(_ARCHS)  # the names of vgmusic.nets' registry, which a sidecar's arch must be one of
@@ -71,7 +75,10 @@ def describe(cfg, enc, vocab, train, val, versions):
 
 
 def _number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an integer beyond any float: JSON reads one of 400 digits as it is
+        return False
 
 
 def _count(v, least=0):
@@ -90,17 +97,24 @@ def _check(meta):
     try:
         enc = get_encoding(meta["encoding"])
     except (ValueError, TypeError, KeyError) as e:
-        return f"encoding {json.dumps(meta['encoding'])}: {e}"
+        return f"encoding {json.dumps(meta['encoding'])[:80]}: {str(e)[:120]}"
     if enc.spec() != meta["encoding"]:
-        return f"encoding {json.dumps(meta['encoding'])} is not one this code writes ({json.dumps(enc.spec())})"
+        return f"encoding {json.dumps(meta['encoding'])[:80]} is not one this code writes ({json.dumps(enc.spec())})"
     if meta["arch"] not in ARCHS:
-        return f"unknown architecture {meta['arch']!r}; known: {', '.join(ARCHS)}"
+        return f"unknown architecture {meta['arch']!r:.40}; known: {', '.join(ARCHS)}"
     hp = meta["hparams"]
+    from dataclasses import fields
+
+    from .config import TrainConfig
+    # the ranges training allows: a window of 1e9 would otherwise be read as one, and composing allocate for it
+    allowed = {f.name: f.metadata["check"] for f in fields(TrainConfig)}
     for k in ARCH_KEYS:
         if k not in hp:
             return f"hparams lack {k}"
         if not (_number(hp[k]) and 0 <= hp[k] < 1 if k == "dropout" else _count(hp[k], 1)):
-            return f"hparams {k} is {hp[k]!r}, not {'a fraction' if k == 'dropout' else 'a positive integer'}"
+            return f"hparams {k} is {hp[k]!r:.40}, not {'a fraction' if k == 'dropout' else 'a positive integer'}"
+        if not allowed[k][0](hp[k]):
+            return f"hparams {k} is {hp[k]!r:.40}, not {allowed[k][1]} as training allows"
     tokens = meta["vocab"]
     if not tokens or not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens):
         return "vocab should be distinct token strings"
@@ -120,6 +134,8 @@ def _check(meta):
                 "best_val_loss": (lambda v: v is None or _number(v), "a number"),
                 "select": (lambda v: v in ("val_pitch", "val_loss"), "val_pitch or val_loss"),
                 "training": (lambda v: isinstance(v, dict), "an object"),
+                "weights_sha256": (lambda v: v is None or isinstance(v, dict) and set(v) <= set(WEIGHTS) and all(
+                    isinstance(h, str) and len(h) == 64 for h in v.values()), "sha256 digests of best and last"),
                 "created": (lambda v: isinstance(v, str), "a date")}
     for key, (ok, what) in optional.items():
         if key in meta and not ok(meta[key]):
@@ -134,8 +150,9 @@ def read_sidecar(folder):
     if not path.exists():
         raise FileNotFoundError(f"{folder}: no trained model here (run train.py first)")
     meta = read_json(path, "model sidecar")
-    if isinstance(meta, dict) and meta.get("format", FORMAT) != FORMAT:
-        raise ValueError(f"{path}: model format {json.dumps(meta['format'])} is not {FORMAT}; re-train it")
+    if isinstance(meta, dict) and meta.get("format", FORMAT) not in READABLE:
+        raise ValueError(f"{path}: model format {json.dumps(meta['format'])} is not one of "
+                         f"{', '.join(map(str, READABLE))}; re-train it")
     wrong = _check(meta)
     if wrong:
         raise ValueError(f"{path}: damaged sidecar ({wrong})")
@@ -162,6 +179,20 @@ def weights_path(folder, which="best"):
     if not path.exists():
         raise FileNotFoundError(f"{path}: weights not found (training never finished an epoch?)")
     return path
+
+
+def check_weights_file(path, meta, which="best"):
+    """Refuse a weights file that is not the very one its sidecar describes (by the sha256 the sidecar
+    records), so another model's weights of the same shape never load silently. Called once the file has
+    been read, so that a damaged file is named for what is wrong with it."""
+    want = (meta.get("weights_sha256") or {}).get(which)
+    if want is None:
+        return  # a sidecar of format 2 records none
+    with open(path, "rb") as f:
+        got = hashlib.file_digest(f, "sha256").hexdigest()
+    if got != want:
+        raise ValueError(f"{path}: not the weights {SIDECAR} beside it describes (sha256 differs): another "
+                         f"model's file? Keep a model's folder whole, or train again")
 
 
 # --- writing an epoch's files -----------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import nets  # noqa: E402
-from .checkpoint import read_sidecar, weights_path  # noqa: E402
+from .checkpoint import check_weights_file, read_sidecar, weights_path  # noqa: E402
 from .decode import BEATS_PER_BAR, decode  # noqa: E402
 from .encode import GRID, PAD, get_encoding, token_kind  # noqa: E402
 from .form import FormPlan  # noqa: E402
@@ -55,6 +55,7 @@ class Model:
                 raise ValueError(f"{path}: weights do not fit the vocabulary ({len(self.vocab)} tokens) and "
                                  f"architecture in the sidecar: {reason}") from None
             self.make_stepper = lambda batch=1: keras_stepper(self.arch, model, self.window, batch)
+        check_weights_file(path, self.meta, which)
         # never sampled: the start-of-song pad, and control tokens, which only a plan may place
         self.banned = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("pad", "control")],
                                np.int64)
@@ -67,7 +68,9 @@ class Model:
 
     def prime_ids(self, song, where="the prime"):
         """Context ids from the end of a Song, and the semitones that take the model's key back to the song's."""
-        known = [t for t in [PAD] * self.window + self.enc.song_tokens(song) if t in self.vocab.index]
+        # notes the key's move takes past MIDI's range are left out of the context
+        tokens = self.enc.song_tokens(song, drop_outside=True)
+        known = [t for t in [PAD] * self.window + tokens if t in self.vocab.index]
         if len(known) < nets.get(self.arch).min_seed(self.window):
             raise ValueError(f"{where}: too few tokens this model knows to fill its window of {self.window}")
         return self.vocab.ids(known[-self.window:]), self.enc.song_shift(song)

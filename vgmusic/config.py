@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ROOT
+from .nets import ARCHS  # the registry of the networks (imports NumPy, neither TensorFlow nor h5py)
 from .theory import gm_program, parse_key  # the --instrument and --key checks
 
 
@@ -65,7 +66,7 @@ class TrainConfig:
                          between(0, 6))
     arch: str = _opt("lstm", "network: lstm (the original, state-carrying), bilstm (stacked bidirectional LSTMs "
                              "+ TimeDistributed dense), attention (bilstm + self-attention), transformer (causal)",
-                     one_of("lstm", "bilstm", "attention", "transformer"))
+                     one_of(*ARCHS))
     window: int = _opt(75, "tokens of context per training window (~3.2 tokens per event: 75 tokens ~ the "
                            "original's 25 notes)", between(2, 4096))
     stride: int = _opt(3, "tokens between the starts of training windows; many-to-many models see every "
@@ -282,7 +283,7 @@ class EvaluateConfig:
 class CompareConfig:
     game: list = _opt(("pokemon_red_blue_yellow", "three_games_combined"), "games to compare on", nargs="+",
                       metavar="GAME")
-    archs: list = _opt(tuple(ARCH_DEFAULTS), "architectures", nargs="+", choices=tuple(ARCH_DEFAULTS),
+    archs: list = _opt(tuple(ARCHS), "architectures", nargs="+", choices=tuple(ARCHS),
                        metavar="ARCH")
     transpose: int = _opt(5, "the augmented runs transpose each training song by every shift within +-N (0: "
                              "skip them; event encoding only)", between(0, 11), metavar="N")

@@ -29,7 +29,7 @@ class Classic:
     def song_shift(self, song):
         return 0
 
-    def song_tokens(self, song, transpose=0, steps=0):
+    def song_tokens(self, song, transpose=0, steps=0, drop_outside=False):
         if transpose or steps:
             raise ValueError("the classic encoding cannot be transposed (its chords have no octave); "
                              "use --encoding event")
@@ -152,16 +152,19 @@ class Event:
             notes = sorted(n for t in song.pitched() for n in t.notes)
         return [n for n in notes if n.duration > 0]
 
-    def song_tokens(self, song, transpose=0, steps=0):
+    def song_tokens(self, song, transpose=0, steps=0, drop_outside=False):
         """Tokens of a song, shifted by its key normalisation plus `transpose` semitones, then moved by
         `steps` steps of the C major scale (which A minor shares).
 
-        Returns None when the shift would push a note outside MIDI's 0-127.
+        Returns None when the shift would push a note outside MIDI's 0-127 (a training song is then not
+        used so moved); with `drop_outside` those notes are left out instead (a prime to continue).
         """
         shift = self.song_shift(song) + transpose
         notes = [(n[0], n[1], diatonic_shift(n[2] + shift, steps)) for n in self.song_notes(song)]
         if any(not 0 <= n[2] <= 127 for n in notes):
-            return None
+            if not drop_outside:
+                return None
+            notes = [n for n in notes if 0 <= n[2] <= 127]
         return self.encode_notes(notes)
 
     def encode_notes(self, notes):

@@ -192,7 +192,7 @@ def _read_cache(cache_file, warn):
         entry = json.loads(cache_file.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: lists nested a thousand deep
         warn(f"unreadable ({e.strerror if isinstance(e, OSError) else 'not JSON'})")
         return None
     if not isinstance(entry, dict):
@@ -360,7 +360,7 @@ def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=Ext
             try:
                 for song in json.loads(other.read_text()).get("songs", []):
                     vocab.update(song["classic"])
-            except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
                 tqdm.write(f"warning: {shown(other)}: not a game's songs; its tokens are left out of the "
                            "vocabulary", file=sys.stderr)
     tokens = sorted(vocab)

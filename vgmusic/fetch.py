@@ -48,11 +48,11 @@ def _row_problem(row, base_url):
             return f"'{key}' missing or not a {kind.__name__}"
     for key in ("game", "file"):  # names of our own folders and files: nothing may climb out of them
         if not re.fullmatch(r"[^./\\][^/\\]*", row[key]):
-            return f"'{key}' must be a plain file name, got {row[key]!r}"
+            return f"'{key}' must be a plain file name, got {row[key]!r:.100}"
     if not re.fullmatch(r"[0-9a-f]{64}", row["sha256"]):
         return "'sha256' is not 64 lower-case hex digits"
     if row["bytes"] <= 0 or not row["url"].startswith(base_url):
-        return f"'bytes' must be positive and the url start with the manifest's base_url {base_url!r}"
+        return f"'bytes' must be positive and the url start with the manifest's base_url {base_url!r:.100}"
     return None
 
 
@@ -61,7 +61,7 @@ def load_manifest(path):
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: lists nested a thousand deep
         raise ValueError(f"{path}: cannot read the manifest ({getattr(e, 'strerror', None) or e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("base_url"), str) or not isinstance(doc.get("songs"), list):
         raise ValueError(f"{path}: expected an object with 'base_url' and a list 'songs'")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mido
 
-from .song import DEFAULT_BPM, DRUM_CHANNEL, Note, Song, Track
+from .song import BPM_RANGE, DEFAULT_BPM, DRUM_CHANNEL, METRE_MAX, Note, Song, Track
 from .store import atomic_path
 
 TICKS_PER_BEAT = 480  # divisible by 2, 3, 4, 5, 8, 12, 16: every grid value lands on a whole tick
@@ -43,7 +43,8 @@ def parse_bytes(data):
     try:
         midi = mido.MidiFile(file=io.BytesIO(data), clip=True)
     except Exception as e:  # mido raises OSError, EOFError, KeyError, ValueError, IndexError on bad bytes
-        raise ValueError(f"not a readable MIDI file ({type(e).__name__}: {str(e)[:120]})") from None
+        why = str(e).splitlines()[0][:120] if str(e).strip() else "cut short" if isinstance(e, EOFError) else ""
+        raise ValueError(f"not a readable MIDI file ({type(e).__name__}{': ' if why else ''}{why})") from None
     if midi.ticks_per_beat <= 0:
         raise ValueError(f"not a readable MIDI file (ticks per beat {midi.ticks_per_beat})")
     return midi
@@ -97,10 +98,13 @@ def midi_to_song(midi):
                 # the instrument a channel plays its notes with: the last change before its first note
                 if msg.channel not in notes:
                     programs[msg.channel] = msg.program
+            # a damaged tempo (0 microseconds a beat) or metre (0/4, 4/2**255) is left out, as if absent
             elif kind == "set_tempo":
-                tempos.append((now, mido.tempo2bpm(msg.tempo)))
+                if msg.tempo and BPM_RANGE[0] <= (bpm := mido.tempo2bpm(msg.tempo)) <= BPM_RANGE[1]:
+                    tempos.append((now, bpm))
             elif kind == "time_signature" and metre is None:
-                metre = (msg.numerator, msg.denominator)
+                if 1 <= msg.numerator <= METRE_MAX and msg.denominator <= METRE_MAX:
+                    metre = (msg.numerator, msg.denominator)
             elif kind == "track_name" and not name:
                 name = msg.name.strip()
         for (channel, pitch), starts in sounding.items():  # still held at the end of the track
@@ -111,7 +115,8 @@ def midi_to_song(midi):
                 continue
             tracks.append(Track(
                 notes=sorted(Note(on / tpb, dur / tpb, pitch, vel) for on, dur, pitch, vel in notes[channel]),
-                name=name or f"track {number + 1}", program=programs.get(channel, anywhere.get(channel, (0, 0))[1]), channel=channel,
+                name=name or f"track {number + 1}", channel=channel,
+                program=programs.get(channel, anywhere.get(channel, (0, 0))[1]),
                 drum=channel == DRUM_CHANNEL))
     tempos.sort(key=lambda t: t[0])  # stable: of two tempos at one tick, the later in the file plays
     tempo_map = [(0.0, DEFAULT_BPM)]

@@ -66,6 +66,14 @@ def _date(value):
     return when if when.tzinfo else when.astimezone()  # a date without a zone is local time
 
 
+def _is_file(path):
+    """Whether a file is there: a name the system refuses (too long for it) names none."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def read_records(folder):
     """Every readable song record of `folder` whose MIDI is still there, newest first; a damaged
     record is skipped with one line on stderr."""
@@ -74,7 +82,7 @@ def read_records(folder):
         try:
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError) as e:
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # nested a thousand deep
                 raise ValueError(f"not readable JSON ({type(e).__name__}: {e})") from None
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
@@ -83,10 +91,10 @@ def read_records(folder):
         except ValueError as e:
             print(f"warning: {path}: skipped, {str(e).splitlines()[0]}", file=sys.stderr)
             continue
-        if not (Path(folder) / files["midi"]).is_file():
+        if not _is_file(Path(folder) / files["midi"]):
             continue  # the song was deleted: its record alone is nothing to show
         # a WAV or picture that is gone is shown as missing, not as a broken player
-        files = {k: v if v is None or (Path(folder) / v).is_file() else None for k, v in files.items()}
+        files = {k: v if v is None or _is_file(Path(folder) / v) else None for k, v in files.items()}
         # songs composed together share a date: then in the order they were composed
         index = record.get("index") if isinstance(record.get("index"), int) else 0
         songs.append(((-when.timestamp(), index, path.name), {**record, **files}))

@@ -167,7 +167,8 @@ def predict(cfg, game, written):
         print(f"warning: no seamless loop in {cfg.loop_tries} songs for {', '.join(failed)}: each keeps "
               "its best seam (more --loop-tries or --loop-candidates may find one)", file=sys.stderr)
     if empty:
-        hint = " (at --temperature 0 a model can repeat a rest forever: try 0.5 or more)" if cfg.temperature == 0 else ""
+        hint = (" (at --temperature 0 a model can repeat a rest forever: try 0.5 or more)"
+                if cfg.temperature == 0 else "")
         raise ValueError(f"the model wrote no notes in {len(empty)} of {len(songs)} song(s), not written: "
                          f"{', '.join(p.name for p in empty)}{hint}")
     return [files[0] for files in written]

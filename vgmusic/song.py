@@ -23,6 +23,9 @@ SONG_FORMAT = 1
 DRUM_CHANNEL = 9  # MIDI channel 10 counted from 1: General MIDI's percussion
 DEFAULT_BPM = 120.0  # what MIDI assumes before the first tempo message
 DEFAULT_VELOCITY = 80  # composed notes: mezzo-forte, as music21 reads an unmarked note
+# what a Song may hold (from_json checks them; the MIDI reader leaves out tempo and metre events beyond them)
+BPM_RANGE = (1e-3, 1e6)
+METRE_MAX = 255  # numerator and denominator: what a MIDI time signature can say
 
 
 class Note(NamedTuple):
@@ -197,7 +200,7 @@ def _from_json(obj):
     if not isinstance(obj, dict):
         raise ValueError(f"a song is a JSON object, not {type(obj).__name__}")
     if obj.get("format") != SONG_FORMAT:
-        raise ValueError(f"song format {obj.get('format')!r} is not {SONG_FORMAT}")
+        raise ValueError(f"song format {obj.get('format')!r:.40} is not {SONG_FORMAT}")
     tracks = []
     for t in obj["tracks"]:
         notes = [Note(_number(n[0], 0), _number(n[1], 0), _int(n[2], 0, 127), _int(n[3], 0, 127))
@@ -207,16 +210,16 @@ def _from_json(obj):
         tracks.append(Track(notes, str(t["name"]), _int(t["program"], 0, 127),
                             None if t["channel"] is None else _int(t["channel"], 0, 15), bool(t["drum"]),
                             str(t["role"])))
-    tempos = [(_number(b, 0), _number(bpm, 1e-3, 1e6)) for b, bpm in obj["tempos"]]
+    tempos = [(_number(b, 0), _number(bpm, *BPM_RANGE)) for b, bpm in obj["tempos"]]
     if not tempos or tempos[0][0] != 0:
         raise ValueError("the tempo map must start at beat 0")
-    num, den = (_int(x, 1, 255) for x in obj["metre"])  # what a MIDI time signature can say
+    num, den = (_int(x, 1, METRE_MAX) for x in obj["metre"])
     if den & (den - 1):
         raise ValueError(f"metre {num}/{den}: the denominator is not a power of 2")
     key = obj["key"]
     if key is not None:
         if key[1] not in ("major", "minor"):
-            raise ValueError(f"mode {key[1]!r} is not major or minor")
+            raise ValueError(f"mode {key[1]!r:.40} is not major or minor")
         key = Key(_int(key[0], 0, 11), key[1])
     loop = obj["loop"]
     if loop is not None:

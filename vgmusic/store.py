@@ -43,8 +43,8 @@ def read_json(path, what):
         raise FileNotFoundError(f"{path}: {what} not found")
     try:
         return json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path}: {what} is not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
+        raise ValueError(f"{path}: {what} is not valid JSON ({str(e)[:100] or type(e).__name__})") from None
 
 
 def tokens_hash(tokens):

@@ -11,6 +11,7 @@ off for those milliseconds: the sidecar always describes the weights beside it, 
 previous epoch's files whole, and Ctrl-C or SIGTERM at any moment ends in one line saying what is kept.
 """
 import contextlib
+import hashlib
 import dataclasses
 import io
 import json
@@ -19,16 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import build, on_terminal, os_error, parser_for, run_command
-from .config import RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir
+from .cli import build, interruption, on_terminal, os_error, parser_for, run_command
+from .config import SHIPPED, RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir  # noqa: F401
+from .entry import forget_ctrl_c
 
-# NumPy, h5py, TensorFlow and Keras (and the modules importing them) are imported inside the functions
-# that use them, once a command runs under cli.run_command: Ctrl-C during their seconds of import then
-# ends in one line, not a traceback, and --help or a bad flag answers at once.
-
-
-def model_dir_of(cfg):
-    return Path(cfg.model_dir) if cfg.model_dir else default_model_dir(cfg.game)
+# SHIPPED is imported for bench/ and the tests (train.SHIPPED). h5py, TensorFlow and Keras load inside the
+# functions using them, under cli.run_command: Ctrl-C in their import ends in one line; --help answers at once.
 
 
 def prepare(cfg):
@@ -43,8 +40,7 @@ def prepare(cfg):
     if cfg.diatonic and not cfg.key_normalize:
         raise ValueError("--diatonic moves songs within C major / A minor: it needs --key-normalize")
     vocab = Vocab(enc.vocabulary(cfg.data_dir))
-    songs = load_songs(cfg.data_dir, cfg.game)
-    train, val = split_songs(songs, cfg.val_fraction, cfg.val_songs, cfg.split_seed)
+    train, val = split_songs(load_songs(cfg.data_dir, cfg.game), cfg.val_fraction, cfg.val_songs, cfg.split_seed)
     train = distinct(train, enc)
 
     def ids(song, shift=0, steps=0):
@@ -83,19 +79,16 @@ def datasets(cfg, vocab, train_ids, val_ids):
     """tf.data pipelines that cut windows from one flat token array, so memory stays O(tokens)."""
     from .encode import PAD, flat_windows
     from .model import many_to_many, tf
-    pad = vocab.index.get(PAD)
-    many = many_to_many(cfg.arch)
-    # held-out windows: each held-out token is a target once (a song's last window may repeat a few)
-    val_stride = cfg.window if many else 1
+    pad, many = vocab.index.get(PAD), many_to_many(cfg.arch)
     out = []
-    for id_lists, stride, train in ((train_ids, cfg.stride, True), (val_ids, val_stride, False)):
+    # held-out windows: each held-out token is a target once (a song's last window may repeat a few)
+    for id_lists, stride, train in ((train_ids, cfg.stride, True), (val_ids, cfg.window if many else 1, False)):
         flat, starts = flat_windows(id_lists, cfg.window, stride, pad)
         if not len(starts):
             raise ValueError(f"{cfg.game}: songs too short for windows of {cfg.window} tokens")
         def cut(s, flat_t=tf.constant(flat), idx=tf.range(cfg.window + 1, dtype=tf.int64)):
             w = tf.gather(flat_t, s[:, None] + idx[None])
             return w[:, :-1], (w[:, 1:] if many else w[:, -1])
-
         ds = tf.data.Dataset.from_tensor_slices(starts)
         if train:
             ds = ds.shuffle(len(starts), seed=cfg.seed)
@@ -105,8 +98,18 @@ def datasets(cfg, vocab, train_ids, val_ids):
     return out
 
 
+def check_memory(cfg, vocab_size, hp):
+    """Refuse, before TensorFlow loads, settings whose training the kernel would kill for memory, silently."""
+    from .nets import base, get
+    need, what = base.training_memory(get(cfg.arch), vocab_size, hp, cfg.batch_size)
+    if need > base.FREE_SHARE * (have := base.free_memory() or float("inf")):
+        raise ValueError(f"these settings need about {need / 1e9:.1f} GB to train ({what}), more than the "
+                         f"{have / 1e9:.1f} GB free here; lower --units, --layers, --window or --batch-size")
+
+
 def check_resumable(old, new, where):
-    for key in ("format", "encoding", "arch", "hparams", "vocab_hash", "songs", "select"):
+    # not the format: read_sidecar reads every readable one, and a newer one only records more
+    for key in ("encoding", "arch", "hparams", "vocab_hash", "songs", "select"):
         if old.get(key) != new.get(key):
             raise ValueError(f"{where}: cannot --resume, the saved model's {key} differs from this run's "
                              f"(start afresh without --resume, or pick another --model-dir)")
@@ -120,15 +123,12 @@ def plot_curves(curves, path, title):
     from .checkpoint import write_together
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (label, rows) in enumerate(curves.items()):
-        color = f"C{i}"
-        ep = [r["epoch"] for r in rows]
+        ep, color = [r["epoch"] for r in rows], f"C{i}"
         ax.plot(ep, [r["val_loss"] for r in rows], color=color, label=f"{label} held-out")
         ax.plot(ep, [r["loss"] for r in rows], color=color, ls="--", alpha=0.6, label=f"{label} training")
         if rows and "val_pitch" in rows[0]:  # what event models are selected by
             ax.plot(ep, [r["val_pitch"] for r in rows], color=color, ls=":", label=f"{label} held-out pitches")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy per token (nats)")
-    ax.set_title(title)
+    ax.set(xlabel="epoch", ylabel="cross-entropy per token (nats)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -145,14 +145,12 @@ class Run:
         self.folder = Path(folder) if folder else None
         self.meta, self.history = None, []  # this run's sidecar and history.csv, as they are on disk
         self.saved = False  # whether the folder holds a checkpoint of this run's model
-        self.fitting = False
-        self.signal, self.held = None, {}
+        self.fitting, self.signal, self.held = False, None, {}
 
     def hold_signals(self):
         """From here to release_signals(), Ctrl-C and SIGTERM are recorded and raised by check(), called
         where TensorFlow is between steps: raised inside it (while it traces a function or runs an eager
         op) they came out as a SystemError or left half-made TensorFlow objects. A second one raises at once."""
-        from .checkpoint import interruption
 
         def record(signum, frame):
             first, self.signal = self.signal is None, self.signal or signum
@@ -169,7 +167,6 @@ class Run:
 
     def check(self):
         if self.signal is not None:
-            from .checkpoint import interruption
             raise interruption(self.signal)
 
     def save_epoch(self, model, row):
@@ -184,6 +181,9 @@ class Run:
         if improved:
             files[WEIGHTS["best"]] = weights_bytes(model, optimizer=False)
             meta.update(best_score=row[meta["select"]], best_val_loss=row["val_loss"], best_epoch=row["epoch"])
+        # the sidecar names the very files it describes: loading refuses any other
+        meta["weights_sha256"] = dict(meta.get("weights_sha256") or {}, **{
+            which: hashlib.sha256(files[name]).hexdigest() for which, name in WEIGHTS.items() if name in files})
         files[HISTORY] = history_text(history)
         files[SIDECAR] = json.dumps(meta, indent=1)
         with uninterrupted():
@@ -206,7 +206,7 @@ class Run:
 def resumable(folder, meta, vocab):
     """The sidecar and history of the run to continue in `folder`, its weights files checked against the
     network (before TensorFlow loads: Keras' own errors run to pages), or a one-line error naming the file."""
-    from .checkpoint import HISTORY, SIDECAR, read_history, read_sidecar, read_weights, weights_path
+    from .checkpoint import HISTORY, SIDECAR, check_weights_file, read_history, read_sidecar, read_weights, weights_path
     if not (folder / SIDECAR).exists():
         raise ValueError(f"{folder}: no {SIDECAR} to --resume from (train without --resume)")
     old, _ = read_sidecar(folder)
@@ -216,7 +216,9 @@ def resumable(folder, meta, vocab):
         raise ValueError(f"{folder / SIDECAR}: damaged sidecar (no {', '.join(missing)}); cannot --resume")
     history = read_history(folder / HISTORY, old["epochs_done"])
     for which in ("best", "last"):
-        read_weights(weights_path(folder, which), meta["arch"], len(vocab), meta["hparams"])
+        path = weights_path(folder, which)
+        read_weights(path, meta["arch"], len(vocab), meta["hparams"])
+        check_weights_file(path, old, which)
     return old, history
 
 
@@ -227,15 +229,16 @@ RESUMED = ("created", "epochs_done", "best_epoch", "best_val_loss", "best_score"
 def train(cfg, progress=sys.stdout, run=None):
     """Train on cfg.game's songs into cfg.model_dir; returns (sidecar, history rows, model).
 
-    Ctrl-C and SIGTERM raise KeyboardInterrupt (config.Terminated) and write errors OSError, always with
+    Ctrl-C and SIGTERM raise KeyboardInterrupt (entry.Terminated) and write errors OSError, always with
     the folder's files consistent; `run` (a Run) then says what they hold.
     """
     from .checkpoint import CURVE, WEIGHTS, describe, remove_temporaries
     from .encode import PAD, token_kind
     run = run if run is not None else Run()
-    folder = run.folder = model_dir_of(cfg)
+    folder = run.folder = Path(cfg.model_dir or default_model_dir(cfg.game))
     enc, vocab, train_songs, val_songs, train_ids, val_ids = prepare(cfg)
     meta = describe(cfg, enc, vocab, train_songs, val_songs, {})
+    check_memory(cfg, len(vocab), meta["hparams"])
     # The held-out pitch loss went on falling for epochs after the total had turned up (on Zelda: from
     # 3.44 to 2.59 while durations and waits, rhythms unlike the training songs', rose), and models
     # stopped by the total wrote wide random leaps. So event models keep the epoch of the best pitches.
@@ -244,7 +247,7 @@ def train(cfg, progress=sys.stdout, run=None):
     meta["baselines"] = heldout_baseline(enc, train_songs, val_songs)
     old, history = resumable(folder, meta, vocab) if cfg.resume else (None, [])
     if old:
-        meta.update({k: old[k] for k in RESUMED})
+        meta.update({k: old[k] for k in RESUMED}, weights_sha256=old.get("weights_sha256"))
     run.meta, run.history, run.saved = meta, history, bool(old)
     folder.mkdir(parents=True, exist_ok=True)
     remove_temporaries(folder)
@@ -311,20 +314,11 @@ def heldout_baseline(enc, train_songs, val_songs):
             "longest_match": int(max(f["longest_match"] for f in found))}
 
 
-# The models shipped in the four game folders, retrained by `python -m vgmusic retrain`.
-SHIPPED = ("pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "three_games_combined")
-
-
 def after_interruption():
-    """Make a caught Ctrl-C end the process with config.run_command's status and line, nothing more."""
-    import ctypes
+    """Make a caught Ctrl-C end the process with cli.run_command's status and line, nothing more."""
     import logging
-    # TensorFlow complains, as they are freed, of objects a Ctrl-C left half-made
-    logging.getLogger("tensorflow").setLevel(logging.CRITICAL)
-    # A KeyboardInterrupt that once passed through Python's C API (PyRun_String, which TensorFlow's C++
-    # calls while it imports) marks the interpreter as ended by Ctrl-C even though it was caught later:
-    # Python then kills itself with SIGINT at exit (status -2, not 130). Running code that way clears it.
-    ctypes.pythonapi.PyRun_SimpleStringFlags(b"", None)
+    logging.getLogger("tensorflow").setLevel(logging.CRITICAL)  # of objects a Ctrl-C left half-made, as freed
+    forget_ctrl_c()
 
 
 def train_command(cfg, run):
@@ -337,7 +331,6 @@ def train_command(cfg, run):
         raise
     except Exception as e:
         if run.signal is not None:
-            from .checkpoint import interruption
             after_interruption()
             raise interruption(run.signal) from None
         if isinstance(e, OSError) and run.fitting:
@@ -381,10 +374,9 @@ def main(game=None, argv=None):
     run = Run()
 
     def body():
-        skip = ("game",) if game else ()
         parser = parser_for(TrainConfig, f"Train a model on {game or 'a game'}'s songs (run get_all_notes.py first).",
-                            skip=skip, defaults=dict(game_overrides(game), model_dir=str(train_dir(game))) if game
-                            else None)
+                            **(dict(skip=("game",), defaults=dict(game_overrides(game), model_dir=str(train_dir(game))))
+                               if game else {}))
         args = parser.parse_args(argv)
         name = game or args.game
         if not name:

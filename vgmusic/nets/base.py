@@ -5,14 +5,18 @@ The checks live here, once: token ids and seeds, and logits that come out NaN or
 (weights that overflow float32, say) would turn every probability into NaN, on which sampling never
 finds a token; one comparison of the [batch, V] logits per step costs nothing beside the step. NumPy's
 overflow warnings are silenced while a net runs: the check says what went wrong, in the one line a
-failing command prints.
+failing command prints. And the size guard (at the end): what a network needs in memory, to train or to
+compose, against what is free, so that a window or width no machine holds is refused before it allocates.
 """
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .layers import QUERY_BLOCK
 from .weights import ARCH_KEYS, read
 
 # what overflow leaves is an infinity or a NaN, which the logits' check catches
@@ -65,6 +69,7 @@ class NumpyNet:
         self.hparams = {k: hparams[k] for k in ARCH_KEYS}
         self.window = int(hparams["window"])
         self.causal = arch.many_to_many
+        self.guard(1)  # before the weights are read: a sidecar's window or width may ask for any size
         self._load(read(self.path, arch, self.vocab_size, self.hparams))
 
     def forward(self, ids):
@@ -75,7 +80,17 @@ class NumpyNet:
 
     def stepper(self, batch=1):
         """Sampling state for `batch` sequences: start(seed ids [batch, s]) and step(ids [batch]) -> logits."""
+        self.guard(batch)
         return self.Stepper(self, batch)
+
+    def guard(self, rows):
+        """Refuse, in one line, to run `rows` sequences at once where that needs more memory than is free:
+        the weights, and what a pass over a whole window computes (see composing_memory)."""
+        need, have = composing_memory(self.spec, self.vocab_size, self.hparams, rows), free_memory()
+        if have is not None and need > FREE_SHARE * have:
+            sizes = ", ".join(f"{k} {self.hparams[k]}" for k in ARCH_KEYS[:-1])
+            raise ValueError(f"{self.path}: composing {rows} song(s) at once with this {self.arch} network ({sizes}) "
+                             f"needs about {need / 1e9:.1f} GB, more than the {have / 1e9:.1f} GB free here")
 
     def finite(self, logits):
         if not np.isfinite(logits).all():
@@ -110,6 +125,7 @@ class Stepper:
     def expand(self, k):
         """Every row becomes k rows (row i -> rows i*k ... i*k+k-1) that go on from the same state: the
         candidates of one song share the work of reading it."""
+        self.net.guard(self.batch * k)
         self.batch *= k
         self._repeat(lambda a: np.repeat(a, k, axis=0))
 
@@ -187,3 +203,87 @@ class KerasWindowStepper(KerasStepper):
     def _logits(self):
         out = np.asarray(self.model(self.buffer, training=False))
         return out[:, -1] if self.spec.many_to_many else out
+
+
+# --- the size guard: what a network needs in memory, against what this machine has free ----------------
+
+FREE_SHARE = 0.8  # the share of the free memory a run may count on: the rest is the system's and others'
+# Composing keeps, beside each layer's outputs, about as much again in temporaries (x W, then + b, ...).
+COMPOSING_KEPT = {None: 2}
+# Training (Keras 3.15 on TensorFlow 2.21, CPU), fitted to the peak RSS of runs of one step, one validation
+# and one save (tests/test_limits.py MEASURED: lstm of 256 to 4096 units, 2 and 4 layers, windows 75 and
+# 300, batches 64 to 256; transformer windows 512 and 1024; attention; bilstm 512 and 1024 units), each
+# figure then rounded up by about a fifth: TensorFlow and Keras themselves 0.63 GB; per weight 10.2 floats
+# (itself, its gradient, Adam's two moments, and the epoch's weights files, built in memory: saving is the
+# peak); per float activation_floats counts, 2.3-2.5 kept for the backward pass, 11.3 in a Bidirectional LSTM.
+TRAINING_BASE, TRAINING_PER_WEIGHT, TRAINING_KEPT = 0.8e9, 12, {"bidirectional": 13, None: 3}
+
+
+def free_memory():
+    """Bytes of memory this process may still take: the kernel's MemAvailable (free, plus the caches it
+    gives back), or less where a cgroup (a container) sets a limit; None where neither can be read."""
+    have = None
+    try:
+        with open("/proc/meminfo") as f:
+            have = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        try:
+            have = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            pass
+    # cgroup v2, then v1: the limit less what is used, page cache that can be dropped counted as free
+    for folder, limit, used, cache in (("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+                                       ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes",
+                                        "total_inactive_file")):
+        try:
+            folder = Path(folder)
+            stat = dict(line.split()[:2] for line in (folder / "memory.stat").read_text().splitlines())
+            room = int((folder / limit).read_text()) - int((folder / used).read_text()) + int(stat.get(cache, 0))
+        except (OSError, ValueError):  # absent, or "max": no limit
+            continue
+        have = room if have is None else min(have, room)
+    return have
+
+
+def weight_count(arch, vocab_size, hp):
+    """The network's parameters, exactly: every array of its layout."""
+    return sum(math.prod(shape) for _, _, shapes in arch.layout(vocab_size, hp) for shape in shapes.values())
+
+
+def activation_floats(arch, vocab_size, hp, training=False, kept=COMPOSING_KEPT):
+    """Floats one window of `window` tokens makes the network compute, about, each layer's times what is
+    kept of it (kept[layer kind], else kept[None]). At every position, each layer's outputs, read off its
+    weights: one per bias (an LSTM's four gates, a dense layer's units, an attention's queries, keys and
+    values) or per embedding dimension; a network predicting the token after its window computes its last
+    layer once. And each attention's scores, heads x window x keys: in training every layer's over the whole
+    window; in composing one layer's at a time (the NumPy net reuses them), causal ones QUERY_BLOCK queries
+    at once."""
+    window, layers = int(hp["window"]), arch.layout(vocab_size, hp)
+    total, scores = 0, [0]
+    for i, (kind, _, shapes) in enumerate(layers):
+        if kind in ("embedding", "position_embedding"):
+            width = shapes["vars/0"][-1]
+        else:
+            width = sum(math.prod(s) for path, s in shapes.items() if len(s) == 1 or path.endswith("_dense/vars/1"))
+        times = kept.get(kind, kept[None])
+        if kind == "multi_head_attention":
+            keys = window if training or not arch.many_to_many else min(window, QUERY_BLOCK)
+            scores.append(times * shapes["query_dense/vars/0"][1] * window * keys)
+        total += times * width * (1 if i == len(layers) - 1 and not arch.many_to_many else window)
+    return total + (sum(scores) if training else max(scores))
+
+
+def composing_memory(arch, vocab_size, hp, rows=1):
+    """Bytes composing `rows` sequences at once needs, about: the float32 weights and, per row, a pass over
+    a whole window (a seed's, and every step of the networks that re-read their window)."""
+    return 4 * (weight_count(arch, vocab_size, hp) + rows * activation_floats(arch, vocab_size, hp))
+
+
+def training_memory(arch, vocab_size, hp, batch_size):
+    """Bytes training needs, about (see TRAINING_KEPT), and what they are, in words."""
+    params = weight_count(arch, vocab_size, hp)
+    weights = 4 * TRAINING_PER_WEIGHT * params
+    acts = 4 * batch_size * activation_floats(arch, vocab_size, hp, True, TRAINING_KEPT)
+    return TRAINING_BASE + weights + acts, (
+        f"{params:,} weights: {weights / 1e9:.1f} GB with their gradients, Adam's moments and the saved files; "
+        f"{acts / 1e9:.1f} GB of activations for batches of {batch_size}")

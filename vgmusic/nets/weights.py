@@ -70,15 +70,21 @@ def read(path, arch, vocab_size, hp):
     return arrays
 
 
+def _shown(name):
+    """A name in the file as text on one line: h5py gives bytes for one that is not UTF-8 (a damaged file)."""
+    name = name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else name
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+
+
 def _match(h5py, f, expected):
     layers = f.get("layers")
     if not isinstance(layers, h5py.Group):
         raise ValueError("no 'layers' group, so not a Keras 3 weights file")
     stored, by_kind = {}, {}
     for key, group in layers.items():
-        datasets = {}
+        key, datasets = _shown(key), {}
         if isinstance(group, h5py.Group):
-            group.visititems(lambda name, obj: datasets.update({name: obj})
+            group.visititems(lambda name, obj: datasets.update({_shown(name): obj})
                              if isinstance(obj, h5py.Dataset) else None)
         if datasets:  # dropout, flatten and the input hold none
             stored[key] = (group, datasets)
@@ -99,11 +105,13 @@ def _match(h5py, f, expected):
             recorded = group["vars"].attrs.get("name") if isinstance(group.get("vars"), h5py.Group) else None
             recorded = recorded.decode() if isinstance(recorded, bytes) else recorded
             if recorded is not None and recorded != name:
-                raise ValueError(f"layers/{key} is the layer '{recorded}' where '{name}' belongs")
+                raise ValueError(f"layers/{key} is the layer {recorded!r:.60} where '{name}' belongs")
             if set(datasets) != set(shapes):
                 raise ValueError(f"layers/{key} holds {sorted(datasets)}, expected {sorted(shapes)}")
             for sub, shape in shapes.items():
                 if datasets[sub].shape != shape:
                     raise ValueError(f"layers/{key}/{sub} has shape {datasets[sub].shape}, expected {shape}")
+                if datasets[sub].dtype.kind != "f":  # integers, booleans, complex or text: no weights Keras wrote
+                    raise ValueError(f"layers/{key}/{sub} holds {datasets[sub].dtype}, not floating-point numbers")
             out[name] = [np.asarray(datasets[sub][()], np.float32) for sub in shapes]
     return out
