@@ -322,3 +322,25 @@ def test_a_redirected_run_writes_plain_lines(server, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stderr == "" and "\r" not in r.stdout and "\x1b" not in r.stdout
     assert r.stdout.splitlines()[:2] == ["imported   alpha/a.mid", "imported   alpha/b.mid"]
+
+
+@pytest.mark.parametrize("how", ["download", "import"])
+def test_a_full_or_read_only_destination_names_the_destination(how, server, tmp_path):
+    """It used to say 'cannot read it from <source>' (an import) or retry as if the network had failed."""
+    manifest, originals = make_manifest(tmp_path, server, [("alpha", "a.mid", "good")])
+    src = tmp_path / "copy"
+    (src / "alpha").mkdir(parents=True)
+    (src / "alpha" / "a.mid").write_bytes(originals["alpha/a.mid"])
+    songs = tmp_path / "ro"
+    songs.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(songs)], capture_output=True).returncode:
+        pytest.skip("this machine does not allow mounting a small tmpfs")
+    try:
+        source = ["--from", str(src)] if how == "import" else ["--base-url", server.url]
+        r = run_script("get_midi_songs.py", "--manifest", manifest, "--songs-dir", songs, "--retries", 3, *source,
+                       cwd=tmp_path)
+        assert r.returncode == 1 and "Traceback" not in r.stderr and "cannot read it from" not in r.stdout + r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith(f"error: {songs}")
+        assert "Read-only file system (EROFS)" in r.stderr
+    finally:
+        subprocess.run(["umount", str(songs)])

@@ -149,3 +149,13 @@ def test_a_name_that_is_not_utf8_writes_the_whole_set(tmp_path):
     names = sorted(os.listdir(folder))
     assert names == sorted([b"caf\xe9.mid", b"caf\xe9.wav", b"caf\xe9.png", b"caf\xe9.song.json", b"index.html"])
     assert b"caf%E9.mid" in open(os.path.join(folder, b"index.html"), "rb").read()
+
+
+def test_prime_timeout_bounds_reading_the_prime(tmp_path):
+    """--prime is read as extraction reads a song, within --prime-timeout (it was a fixed 60 s)."""
+    from test_badmidi import hung
+    (tmp_path / "hung.mid").write_bytes(hung())
+    started = time.perf_counter()
+    r = _script("--prime", tmp_path / "hung.mid", "--prime-timeout", 2, "--bars", 1, "--out", tmp_path / "x.mid", *QUIET)
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'hung.mid'}: timed out after 2 s"
+    assert time.perf_counter() - started < 30 and not (tmp_path / "x.mid").exists()

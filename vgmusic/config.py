@@ -149,6 +149,9 @@ class PredictConfig:
     loop_candidates: int = _opt(16, "with --loop: last bars tried per song, the one leading best into bar 1 kept",
                                 between(1, 256))
     prime: str = _opt("", "continue the end of this MIDI file instead of starting a song from the beginning")
+    # read as extraction reads a song (get_all_notes.py --timeout): a broken file is refused, not waited on
+    prime_timeout: float = _opt(60.0, "seconds reading the --prime file may take before it is refused",
+                                (lambda v: 0 < v <= 86400, "above 0, at most 86400"))
     bpm: float = _opt(0.0, "tempo of the written song in beats per minute (0: the prime's, else the training "
                            "songs' median)", (lambda v: v == 0 or BPM_RANGE[0] <= v <= BPM_RANGE[1],
                                               f"0 or from {BPM_RANGE[0]:g} to {BPM_RANGE[1]:g}"))

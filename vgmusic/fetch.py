@@ -5,6 +5,7 @@ Every file goes to a temporary name beside its destination and is renamed only o
 (and, for songs, verified), so no interruption or failure leaves a partial file behind.
 """
 import argparse
+import errno
 import hashlib
 import http.client
 import json
@@ -127,6 +128,10 @@ def _fetch_once(url, dest, row, timeout):
             raise Failed(problem, final=size == row["bytes"])
 
 
+# errors of writing the song, which the next attempt would meet again
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def downloader(base_url, mirror="", retries=FetchConfig.retries, timeout=FetchConfig.timeout,
                backoff=FetchConfig.backoff):
     """get(row, dest): download one song with retries and exponential backoff (each wait at most MAX_WAIT),
@@ -151,6 +156,8 @@ def downloader(base_url, mirror="", retries=FetchConfig.retries, timeout=FetchCo
                     raise
                 reason = str(e)
             except (OSError, http.client.HTTPException, ValueError) as e:
+                if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:  # the destination's fault: no retry helps
+                    raise OSError(e.errno, e.strerror, str(dest)) from None
                 reason = (f"timed out after {timeout:g} s" if isinstance(e, TimeoutError) or "timed out" in str(e)
                           else f"cannot connect ({e.reason})" if isinstance(e, urllib.error.URLError)
                           else str(e) or type(e).__name__)
@@ -181,14 +188,16 @@ def importer(source):
     def get(row, dest):
         # the game's own folder first; sizes are compared before anything is read or unpacked
         found = sorted(by_name.get(row["file"], []), key=lambda e: not e[0].endswith(f"{row['game']}/{row['file']}"))
-        try:
-            for _, size, read in found:
-                if size == row["bytes"] and hashlib.sha256(data := read()).hexdigest() == row["sha256"]:
-                    with atomic_path(dest) as tmp:
-                        tmp.write_bytes(data)
-                    return "imported"
-        except (OSError, zipfile.BadZipFile) as e:
-            raise Failed(f"cannot read it from {source} ({e})") from None
+        for _, size, read in found:
+            try:
+                data = read() if size == row["bytes"] else None
+            except (OSError, zipfile.BadZipFile) as e:
+                raise Failed(f"cannot read it from {source} ({e})") from None
+            if data is not None and hashlib.sha256(data).hexdigest() == row["sha256"]:
+                # a write that fails (a full or read-only destination) ends the run naming the destination
+                with atomic_path(dest) as tmp:
+                    tmp.write_bytes(data)
+                return "imported"
         raise Failed(f"no copy under {source} has the manifest's size and sha256" if found
                      else f"not found under {source}")
     return get

@@ -30,12 +30,12 @@ def request_of(cfg, prime=None):
                    seed=cfg.seed)
 
 
-def read_prime(path):
+def read_prime(path, timeout=PredictConfig.prime_timeout):
     """The Song to continue, read as extraction reads a song (bounded in time and memory; music21's key)."""
     from .extract import parse_file
     from .song import Song
     try:
-        entry = parse_file(path)
+        entry = parse_file(path, timeout=timeout)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     song = Song.from_json(entry["song"])
@@ -76,7 +76,7 @@ def copy_warning(song, meta, data_dir):
 def record_of(song, cfg, game, files, date):
     """A song's record (NAME.song.json): the Song itself, lossless, and how it was made."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()
-                if k not in ("game", "out", "data_dir", "audio", "roll", "page", "seed")}
+                if k not in ("game", "out", "data_dir", "audio", "roll", "page", "seed", "prime_timeout")}
     midi, wav, png = files
     meta = song.meta
     return {"midi": midi.name, "wav": wav and wav.name, "roll": png and png.name, "game": game, "date": date,
@@ -141,7 +141,7 @@ def predict(cfg, game, written):
     if cfg.prime:
         if not Path(cfg.prime).is_file():
             raise ValueError(f"{cfg.prime}: --prime file not found")
-        prime = read_prime(cfg.prime)
+        prime = read_prime(cfg.prime, cfg.prime_timeout)
     # reserved before composing: a concurrent run takes other names, a name that cannot be written fails now
     paths = song_paths(cfg.out, ROOT / game / "generations", cfg.num)
     try:
