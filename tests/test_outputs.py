@@ -159,3 +159,15 @@ def test_prime_timeout_bounds_reading_the_prime(tmp_path):
     r = _script("--prime", tmp_path / "hung.mid", "--prime-timeout", 2, "--bars", 1, "--out", tmp_path / "x.mid", *QUIET)
     assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'hung.mid'}: timed out after 2 s"
     assert time.perf_counter() - started < 30 and not (tmp_path / "x.mid").exists()
+
+
+def test_a_song_without_a_note_is_not_written_and_says_so(tmp_path):
+    """Zelda's model at --temperature 0 (the original's argmax) rests for its whole first bar: that used to be
+    written as an empty song with exit status 0."""
+    script = ROOT / "zelda_ocarina_of_time" / "predict.py"
+    r = subprocess.run([sys.executable, str(script), "--temperature", "0", "--bars", "1", "--out", str(tmp_path / "t.mid")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ("error: the model wrote no notes in 1 of 1 song(s), not written: t.mid (at "
+                                "--temperature 0 a model can repeat a rest forever: try 0.5 or more)")
+    assert list(tmp_path.iterdir()) == []
