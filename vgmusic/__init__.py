@@ -1,7 +1,9 @@
 """Learn the style of video game soundtracks from MIDI files and compose new songs.
 
-One module per stage: extract (MIDI -> notes), encode (notes -> tokens), model,
-train, sample, render (tokens -> MIDI). `config` holds every default.
+One song type through every stage (song: Song > Track > Note), one module per stage: midi (files <->
+Songs), extract (MIDI files -> Songs in data/), encode (Songs <-> tokens), nets and model (the networks),
+train, compose (a model and a request -> Songs), render (audio), roll (pictures). `config` holds every
+default, `cli` the command layer.
 """
 import os
 from pathlib import Path

@@ -1,10 +1,10 @@
-"""MIDI files -> songs in data/: the original token stream plus timed notes per part.
+"""MIDI files -> Songs in data/: every track of every file, plus music21's key and the original token stream.
 
-Each file is parsed once with music21 and cached by the sha256 of its bytes in data/cache/<sha256>.json,
-written the moment the file is done: a re-run over unchanged songs reads JSON only (music21 is not even
-imported), and an interrupted run resumes where it stopped. What is cached is richer than the original
-tokens: every pitched part's notes with onset, duration and pitch, the instrument, and the key, so that
-encodings with rhythm, octaves and transposition need no second parse.
+Each file is read once, by the project's MIDI reader (vgmusic.midi: every track, drums and velocities) and
+by music21 for what only it gives (the key analysis, the original project's tokens), and cached by the
+sha256 of its bytes in data/cache/<sha256>.json, written the moment the file is done: a re-run over
+unchanged songs reads JSON only (music21 is not even imported), and an interrupted run resumes where it
+stopped. A cache entry of another version is rebuilt; a damaged one is dropped with a warning.
 
 Every file is parsed in a child process of its own, bounded in time (--timeout) and memory (--max-memory):
 one broken file (a single maximal delta time kept music21 busy for hours, its memory climbing) is skipped
