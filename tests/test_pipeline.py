@@ -258,7 +258,7 @@ def test_composing_never_imports_tensorflow(trained, tmp_path):
 
 
 def test_key_normalised_model_composes_in_the_prime_key(corpus_data, corpus_songs, tmp_path):
-    _train(corpus_data, tmp_path / "k", "chorales_a", "--transpose", "2", "--parts", "all", "--epochs", "1")
+    _train(corpus_data, tmp_path / "k", "chorales_a", "--transpose", "2", "--tracks", "all", "--epochs", "1")
     meta = json.loads((tmp_path / "k" / "model.json").read_text())
     assert meta["encoding"]["key_normalize"] and meta["training"]["transpose"] == 2
     prime = corpus_songs / "chorales_b" / "bach_bwv103.6.mid"

@@ -53,8 +53,9 @@ class TrainConfig:
     encoding: str = _opt("event", "tokens: 'event' (pitches with octave, duration, wait: rhythm and rests) "
                                   "or 'classic' (the original pitch-name/chord/Rest stream, every note half a beat)",
                          one_of("event", "classic"))
-    parts: str = _opt("melody", "event encoding: 'melody' reads the part carrying the tune, 'all' every pitched "
-                                "part; drum parts never", one_of("melody", "all"))
+    # "tracks", not "parts": a part of the form is a section; the stored encoding spec keeps its word "parts"
+    tracks: str = _opt("melody", "event encoding: 'melody' reads the track carrying the tune, 'all' every "
+                                 "pitched track; drum tracks never", one_of("melody", "all"))
     # The defaults below are the event encoding's; ENCODING_DEFAULTS and ARCH_DEFAULTS hold the others
     # and --help shows them.
     key_normalize: bool = _opt(True, "event encoding: transpose every song to C major / A minor (music21's key "

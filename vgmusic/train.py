@@ -32,7 +32,7 @@ def prepare(cfg):
     """Encoding, vocabulary, song split and token ids, or a ValueError naming what is missing."""
     from .encode import RESERVED, Vocab, get_encoding, load_songs, split_songs
     # new event models reserve control tokens (encode.RESERVED) for the conditioning to come
-    enc = get_encoding({"name": cfg.encoding, "parts": cfg.parts, "key_normalize": cfg.key_normalize,
+    enc = get_encoding({"name": cfg.encoding, "parts": cfg.tracks, "key_normalize": cfg.key_normalize,
                         "reserved": RESERVED} if cfg.encoding == "event" else cfg.encoding)
     if cfg.encoding == "classic" and (cfg.key_normalize or cfg.transpose or cfg.diatonic):
         raise ValueError("--key-normalize, --transpose and --diatonic need --encoding event "
