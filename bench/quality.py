@@ -17,6 +17,11 @@ each predict seeded 1..10 from a random window of the game's songs, 500 tokens.
 --sweep T:P ... instead composes --songs songs per temperature T and top-p P and writes
 docs/eval/sweep.md: the figures the defaults are chosen by.
 
+--judge instead judges the rhythm and the phrase (vgmusic/judge.py) of --songs songs per folder against the
+folder's human songs, beside the human-against-human calibration (halves of a folder's songs, one game
+against another), into bench/results/judge.md and judge.json:
+    python get_all_notes.py && python bench/quality.py --judge --songs 20
+
 --loops BARS instead measures seamless loops of BARS bars (docs/eval/loops.md): --songs songs per game
 as one batch, their seams scored as composed from the start of a song, as composed after a preroll
 phrase, and as `predict.py --loop` closes them.
@@ -28,15 +33,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from vgmusic.compose import compose, load_model  # noqa: E402  (first: it sets NumPy's threads)
+from vgmusic import judge as judging  # noqa: E402
 from vgmusic.cli import build  # noqa: E402
-from vgmusic.config import PredictConfig, default_model_dir  # noqa: E402
+from vgmusic.config import PredictConfig, default_model_dir, game_sources  # noqa: E402
 from vgmusic.evaluate import (HELDOUT, TRAIN, evaluate_sets, game_split, melodies, read_folder,  # noqa: E402
                               read_midi_notes, write_report)
 from vgmusic.predict import request_of  # noqa: E402
-from vgmusic.store import atomic_path  # noqa: E402
+from vgmusic.store import atomic_path, write_json  # noqa: E402
 from vgmusic.train import SHIPPED  # noqa: E402
 
 OUT = ROOT / "docs" / "eval"
+RESULTS = ROOT / "bench" / "results"
 SHOWN = ("scale_consistency", "return_share", "leap_share", "n_pitches", "polyphony", "copied_share",
          "longest_match", "loop_share")
 
@@ -113,7 +120,9 @@ def report(args):
     text = ["# The default models against the songs\n",
             f"`python bench/quality.py` ({args.songs} songs per model, seeds 1..{args.songs}, default settings); "
             "per-game tables and figures beside this file. The held-out row is the human baseline.\n",
-            target_table(results, notes, empty), ""]
+            target_table(results, notes, empty), "", "## Rhythm and phrase\n", judging.LEGEND + "\n",
+            judging.header(["game"]), *(row for game, result in results.items()
+                                         for row in judging.table_rows(result["judge"], [game])), ""]
     with atomic_path(OUT / "summary.md") as tmp:
         tmp.write_text("\n".join(text))
     print("\n".join(text))
@@ -126,22 +135,69 @@ def sweep(args):
         train_notes, held_notes = melodies(train)[1], melodies(held)[1]
         sets = {}
         for spec in args.sweep:
-            t, p = (float(x) for x in spec.split(":"))
-            sets[f"T={t:g} p={p:g}"] = compose_set(game, args.songs, temperature=t, top_p=p)
+            # T:P, or T:P:RP:RT with the rhythm's own top-p and temperature (0: as the pitches')
+            t, p, rp, rt = ([float(x) for x in spec.split(":")] + [0.0, 0.0])[:4]
+            label = f"T={t:g} p={p:g}" + (f" rp={rp:g}" if rp else "") + (f" rT={rt:g}" if rt else "")
+            sets[label] = compose_set(game, args.songs, temperature=t, top_p=p, rhythm_top_p=rp,
+                                      rhythm_temperature=rt)
         result = evaluate_sets(sets, train_notes, held_notes)
         for label in sets:
             summary, targets = result["sets"][label]["summary"], result["targets"][label]
             failed = [name.split()[0] for name, _, _, ok in targets if ok is False]
+            judged = result["judge"]["sets"][label]
             rows.append(f"| {game} | {label} | " + " | ".join(
                 f"{summary[k]['max' if k == 'longest_match' else 'mean']:.3g}" for k in SHOWN)
-                + f" | {summary['rhythm_oa']['mean']:.3g} | {', '.join(failed) or 'none'} |")
+                + f" | {summary['rhythm_oa']['mean']:.3g} | " + " | ".join(
+                    judging.fmt(judged["shares"][k]) for k in ("eighth", "triplet", "repeated_pitch"))
+                + f" | {judging.fmt(judged['classifier']['auc'])} | {', '.join(failed) or 'none'} |")
             print(rows[-1], flush=True)
     text = ["# Sampling settings\n", f"`python bench/quality.py --sweep {' '.join(args.sweep)}`, {args.songs} songs "
             "per setting (means; longest_match: the maximum).\n",
-            "| game | setting | " + " | ".join(SHOWN) + " | rhythm_oa | targets failed |",
-            "|---" * (len(SHOWN) + 4) + "|", *rows, ""]
+            "| game | setting | " + " | ".join(SHOWN) + " | rhythm_oa | eighth IOIs | triplet IOIs | repeated "
+            "pitch | AUC vs songs | targets failed |", "|---" * (len(SHOWN) + 8) + "|", *rows, ""]
     with atomic_path(OUT / "sweep.md") as tmp:
         tmp.write_text("\n".join(text))
+
+
+def judge(args):
+    """--judge: each folder's composed songs against its human songs (vgmusic/judge.py), the calibration, and
+    one game's human songs against another's; bench/results/judge.md and judge.json."""
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    results, human = {}, {}
+    for game in args.games:
+        train, held, _ = game_split(game, args.data_dir)
+        train_notes, held_notes = melodies(train)[1], melodies(held)[1]
+        say(f"{game}: composing {args.songs} songs")
+        results[game] = judging.judge_sets({"default": compose_set(game, args.songs)}, train_notes, held_notes,
+                                           progress=say)
+        if game_sources(game) == [game]:  # one game's songs: compared with the other games' below
+            human[game] = train_notes + held_notes
+    pairs = {f"{a} vs {b}": judging.two_sample(human[a], human[b]) for i, a in enumerate(human)
+             for b in list(human)[i + 1:]}
+    f = judging.fmt
+    cal = []
+    for game, r in results.items():
+        halves = r["calibration"]["halves"]
+        spread = f"{f(min(halves['aucs']))} - {f(max(halves['aucs']))}" if halves["aucs"] else "-"
+        aucs = [f(r["sets"][label]["classifier"]["auc"]) for label in ("default", HELDOUT)]
+        cal.append(f"| {game} | {aucs[0]} | {aucs[1]} | {f(halves['auc'])} | {f(halves['sd'])} | {spread} |")
+    text = ["# Rhythm and phrase: the shipped models against their songs\n",
+            f"`python bench/quality.py --judge --songs {args.songs}`: {args.songs} songs per model (seeds "
+            f"1..{args.songs}, default settings) against the folder's human songs (training and held-out), the "
+            "held-out songs against the training songs.\n", judging.LEGEND + "\n",
+            judging.header(["folder"]), *(row for game, r in results.items() for row in judging.table_rows(r, [game])),
+            "", "## The classifier against its calibration\n",
+            f"AUC of the {judging.WINDOW_BARS}-bar window classifier; human against human: two random halves of a "
+            f"folder's songs (split by song, {judging.SPLITS} splits: mean, sd and range), and one game's songs "
+            "against another's.\n",
+            "| folder | generated vs human | held-out vs training | human halves | sd | range |", "|---" * 6 + "|",
+            *cal, "", "| human songs | AUC | windows | songs |", "|---" * 4 + "|",
+            *(f"| {pair} | {f(r['auc'])} | {r['windows'][0]} vs {r['windows'][1]} | {r['songs'][0]} vs "
+              f"{r['songs'][1]} |" for pair, r in pairs.items()), ""]
+    with atomic_path(RESULTS / "judge.md") as tmp:
+        tmp.write_text("\n".join(text))
+    write_json(RESULTS / "judge.json", {"songs": args.songs, "folders": results, "games": pairs})
+    print("\n".join(text))
 
 
 def loops(args):
@@ -193,11 +249,13 @@ def main():
     ap.add_argument("--data-dir", default=str(ROOT / "data"), help="extracted songs (default: data/)")
     ap.add_argument("--baseline", nargs="*", default=[], metavar="LABEL=DIR",
                     help="folders of songs by other approaches; DIR may contain {game}")
-    ap.add_argument("--sweep", nargs="*", default=[], metavar="T:P", help="temperature:top-p settings to compare")
+    ap.add_argument("--sweep", nargs="*", default=[], metavar="T:P[:RP:RT]",
+                    help="temperature:top-p[:rhythm top-p:rhythm temperature] settings to compare (0: as the pitches')")
     ap.add_argument("--loops", type=int, default=0, metavar="BARS", help="measure seamless loops of BARS bars")
+    ap.add_argument("--judge", action="store_true", help="judge rhythm and phrase into bench/results/judge.md")
     args = ap.parse_args()
     try:
-        loops(args) if args.loops else sweep(args) if args.sweep else report(args)
+        loops(args) if args.loops else sweep(args) if args.sweep else judge(args) if args.judge else report(args)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
 

@@ -51,7 +51,7 @@ def test_bad_values_fail_clearly():
 def test_help_shows_the_defaults_a_run_uses(capsys):
     text = " ".join(parser_for(TrainConfig, "").format_help().split())
     # the event encoding is the default: its values first, the others' beside them
-    assert "(default: 75; classic: 25; transformer: 512)" in text
+    assert "(default: 75; classic: 25; transformer: 512; rotary: 512)" in text
     assert "(default: 50; classic: 0)" in text and "(default: 2; classic: 0)" in text
     cfg = _train_cfg()
     assert (cfg.window, cfg.stride, cfg.max_steps, cfg.diatonic) == (75, 3, 50, 2)

@@ -264,6 +264,11 @@ def test_evaluate_sets_on_chorales(corpus_data):
     assert result["sets"]["copies"]["summary"]["copied_share"]["mean"] == 1.0
     targets = {name: passed for name, _, _, passed in result["targets"]["copies"]}
     assert targets["longest_match max"] is False and targets["copied_share mean"] is False
+    # the judge (vgmusic/judge.py): copies of three of the four human songs share their rhythm and intervals
+    judged = result["judge"]["sets"]
+    assert list(judged) == ["copies", HELDOUT, TRAIN, "all human songs"]
+    assert min(judged["copies"]["oa"].values()) > 0.8 and judged[HELDOUT]["against"] == TRAIN
+    assert judged["copies"]["classifier"]["songs"] == [4, 3]
     json.dumps(result)  # JSON-ready
     with pytest.raises(ValueError, match="reserved"):
         evaluate_sets({TRAIN: copies}, train, held)
@@ -289,6 +294,9 @@ def test_command_writes_report_for_generated_sets(corpus_data, tmp_path):
     assert result["sets"]["copy model"]["summary"]["longest_match"]["max"] > 12
     md = out.with_suffix(".md").read_text()
     assert "| return_share mean | >= 0.35 | 0 FAIL |" in md and "### groove_consistency" in md
+    # every IOI of the stuck model is a quarter: the judge's table says so
+    assert result["judge"]["sets"]["stuck model"]["shares"]["quarter"] == 1.0
+    assert "## Rhythm and phrase" in md and "| stuck model | 141 | 0.000 | 0.000 | 0.000 | 0.000 | 1.000 |" in md
     import matplotlib.image
     assert matplotlib.image.imread(out.with_suffix(".png")).shape[1] > 800
 

@@ -2,8 +2,10 @@
 
 Every architecture of the registry (vgmusic.nets) is built by its Keras definition, trained a few real
 steps on Bach chorales, saved with save_compose_weights, and read back by NumpyNet; its probabilities
-must equal Keras' own.
+must equal Keras' own. rotary's key/value cache is held to Keras 40 tokens past its window, batched and
+expanded, and rotary trains and composes through train.py and predict.py.
 """
+import argparse
 import math
 import shutil
 import subprocess
@@ -13,9 +15,12 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, TINY
+from vgmusic.cli import build
+from vgmusic.compose import compose, load_model
+from vgmusic.config import PredictConfig
 from vgmusic.encode import PAD, Event, Vocab, load_songs, windows
-from vgmusic import nets
+from vgmusic import nets, predict, train
 from vgmusic.infer import NumpyNet, erf, gelu, softmax
 from vgmusic.model import build_model, keras, keras_stepper, many_to_many, save_compose_weights
 from vgmusic.nets import layers
@@ -86,14 +91,20 @@ def test_forward_equals_keras_on_chorales(trained, chorales):
     check_probabilities(trained, real_windows(chorales[1]))
 
 
-def test_forward_equals_keras_on_game_songs(trained, shared_songs, tmp_path_factory):
+@pytest.fixture(scope="module")
+def game_windows(shared_songs, tmp_path_factory):
+    """Two windows of every original song, extracted once for every architecture."""
     games = sorted(p.name for p in shared_songs.iterdir() if p.is_dir())
     data = ROOT / "data"
     if not all((data / f"{g}.json").exists() for g in games):
         from vgmusic.extract import extract
         data = tmp_path_factory.mktemp("games")
         extract(shared_songs, data, games, progress=False)
-    check_probabilities(trained, np.concatenate([real_windows(load_songs(data, g), 2) for g in games]))
+    return np.concatenate([real_windows(load_songs(data, g), 2) for g in games])
+
+
+def test_forward_equals_keras_on_game_songs(trained, game_windows):
+    check_probabilities(trained, game_windows)
 
 
 def test_stepper_equals_keras_stepper_and_full_forward(trained, chorales):
@@ -133,7 +144,8 @@ def one_line_error(call, *needles):
 
 def test_weights_that_do_not_fit_fail_in_one_line(trained, tmp_path):
     arch, _, weights, _ = trained
-    other = {"lstm": "transformer", "bilstm": "attention", "attention": "bilstm", "transformer": "lstm"}[arch]
+    other = {"lstm": "transformer", "bilstm": "attention", "attention": "bilstm", "transformer": "rotary",
+             "rotary": "transformer"}[arch]
     one_line_error(lambda: NumpyNet(arch, len(VOCAB) + 1, HPARAMS, weights), str(weights), "shape")
     one_line_error(lambda: NumpyNet(other, len(VOCAB), HPARAMS, weights), str(weights), "do not fit")
     one_line_error(lambda: NumpyNet(arch, len(VOCAB), dict(HPARAMS, layers=3), weights), str(weights))
@@ -215,17 +227,70 @@ def test_erf_and_gelu_are_precise():
 def test_causal_attention_in_blocks_of_queries(trained, chorales, monkeypatch):
     """The transformer's attention runs its queries in blocks of QUERY_BLOCK (128, beyond this window):
     blocks of 5 that end anywhere give Keras' probabilities too, the stepper's and past cached keys."""
-    arch, _, weights, _ = trained
-    if arch != "transformer":
-        pytest.skip("causal self-attention is the transformer's")
+    arch, model, weights, _ = trained
+    if arch not in ("transformer", "rotary"):
+        pytest.skip("causal self-attention is the transformers'")
     monkeypatch.setattr(layers, "QUERY_BLOCK", 5)
     check_probabilities(trained, real_windows(chorales[1]))
     test_stepper_equals_keras_stepper_and_full_forward(trained, chorales)
+    if arch == "rotary":  # its blocks of queries over sequences past the window, each with its band of keys
+        ids = np.stack([ids[:45] for ids in song_ids(chorales[1])[:2]])
+        ours = NumpyNet(arch, len(VOCAB), HPARAMS, weights).forward(ids)
+        np.testing.assert_allclose(ours, np.asarray(model(ids, training=False)), rtol=0, atol=1e-5)
+        return
     # a block of queries after cached keys: 7 positions, then 6 at once
     net = NumpyNet(arch, len(VOCAB), HPARAMS, weights)
     ids = real_windows(chorales[1])[:3, :13]
     _, cache = net.run(ids[:, :7])
     np.testing.assert_allclose(net.run(ids[:, 7:], cache)[0], net.forward(ids)[:, 7:], rtol=0, atol=1e-5)
+
+
+def test_rotary_cache_slides_as_keras_reruns_the_window(trained, chorales):
+    """The cached stepper, 40 tokens past a window of 16, two rows then six (expand): at every step the
+    probabilities of the Keras model run on the last `window` tokens, which start at position 0 there
+    while the stepper's positions run on (RoPE: scores depend on offsets alone). And the NumPy pass over
+    the whole sequence, each block attending to its band, equals Keras' own over it."""
+    arch, model, weights, _ = trained
+    if arch != "rotary":
+        pytest.skip("the key/value cache that slides is rotary's")
+    net, w = NumpyNet(arch, len(VOCAB), HPARAMS, weights), HPARAMS["window"]
+    song = np.stack([ids[:w + 44] for ids in song_ids(chorales[1])[:2]])
+    assert song.shape == (2, w + 44) and net.span < w  # the ring holds fewer positions than the window
+    stepper, seed, fork = net.stepper(batch=2), 3, w + 20
+    ours = [stepper.start(song[:, :seed])]
+    for t in range(seed, w + 43):
+        if t == fork:  # three candidates per row from here on, candidate c fed its song from c tokens back
+            stepper.expand(3)
+            rows = np.repeat(song, 3, axis=0)
+            for i in range(6):
+                rows[i, t:] = song[i // 3, t - i % 3:song.shape[1] - i % 3]
+        ours.append(stepper.step((rows if t >= fork else song)[:, t]))
+    for end, logits in enumerate(ours, seed):
+        context = (rows if end > fork else song)[:, max(0, end - w):end]
+        theirs = keras_probs(model, context)[:, -1]
+        assert np.abs(softmax(logits.astype(np.float64)) - theirs).max() < TOLERANCE, end
+    whole = rows[:, :w + 40]
+    np.testing.assert_allclose(softmax(net.forward(whole).astype(np.float64)), keras_probs(model, whole),
+                               rtol=0, atol=TOLERANCE)
+
+
+def test_rotary_trains_and_composes_with_train_and_predict(corpus_data, tmp_path):
+    """train.py --arch rotary for a few steps, then predict.py composes from what it wrote, and the NumPy
+    engine composes what the Keras model would, token for token."""
+    folder = tmp_path / "rotary"
+    meta = train.main(game="chorales_a", argv=["--data-dir", str(corpus_data), "--model-dir", str(folder), *TINY,
+                                                "--arch", "rotary", "--window", "48", "--epochs", "1", "--heads", "2"])
+    assert meta["arch"] == "rotary" and meta["epochs_done"] == 1 and meta["hparams"]["window"] == 48
+    argv = ["--data-dir", str(corpus_data), "--model-dir", str(folder), "--no-audio", "--no-roll", "--no-page",
+            "--out", str(tmp_path / "o.mid"), "--length", "60", "--seed", "2"]
+    out = predict.main(game="chorales_a", argv=argv)[0]
+    assert out.stat().st_size > 0
+    songs = []
+    for engine in ("numpy", "keras"):
+        cfg = build(PredictConfig, argparse.Namespace(), model_dir=str(folder), data_dir=str(tmp_path / "none"),
+                    out=str(tmp_path / f"{engine}.mid"), seed=5, length=12, phrase_bars=1)
+        songs.append(compose(load_model(folder, engine=engine), predict.request_of(cfg))[0])
+    assert songs[0].meta["tokens"] == songs[1].meta["tokens"] and len(songs[0].meta["tokens"]) > 20
 
 
 def test_importing_infer_loads_no_tensorflow():

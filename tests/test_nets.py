@@ -13,19 +13,21 @@ import pytest
 
 from conftest import ROOT
 from vgmusic import checkpoint, nets
+from vgmusic.nets import base, rotary
 from vgmusic.infer import NumpyNet
 
 SHIPPED = ROOT / "pokemon_red_blue_yellow" / "weights"
 
 
 def test_registry_lists_each_architecture_once_with_everything_it_needs():
-    assert list(nets.ARCHS) == ["lstm", "bilstm", "attention", "transformer"]
+    assert list(nets.ARCHS) == ["lstm", "bilstm", "attention", "transformer", "rotary"]
     assert checkpoint.ARCHS == tuple(nets.ARCHS) and checkpoint.ARCH_KEYS == nets.ARCH_KEYS
     for name, arch in nets.ARCHS.items():
         assert arch.name == name and nets.get(name) is arch
         assert all(callable(f) for f in (arch.build, arch.layout, arch.numpy_net, arch.keras_stepper))
         assert arch.min_seed(16) == (1 if arch.many_to_many else 16)
-    assert [a for a in nets.ARCHS.values() if a.many_to_many] == [nets.ARCHS["lstm"], nets.ARCHS["transformer"]]
+    assert [a for a in nets.ARCHS.values() if a.many_to_many] == [nets.ARCHS[a] for a in ("lstm", "transformer",
+                                                                                          "rotary")]
     for bad in ("gru", None, ["lstm"]):
         with pytest.raises(ValueError, match="unknown architecture .*; choose from lstm, bilstm, attention"):
             nets.get(bad)
@@ -37,6 +39,36 @@ def test_layouts_differ_only_where_the_networks_do():
     assert names["attention"] == names["bilstm"][:3] + ["self_attention", "attention_norm"] + names["bilstm"][3:]
     assert names["lstm"] == ["embed", "lstm_0", "lstm_1", "dense", "logits"]
     assert names["transformer"][-2:] == ["norm_out", "logits"] and len(names["transformer"]) == 2 + 5 * 2 + 2
+    # rotary: the transformer's blocks, no position table
+    assert names["rotary"] == [n for n in names["transformer"] if n != "positions"]
+    kinds = {kind for kind, _, _ in nets.layout("rotary", 11, hp)}
+    assert "rotary_attention" in kinds and "position_embedding" not in kinds
+
+
+def test_rotary_blocks_reach_back_no_further_than_the_window():
+    """Each block attends to `span` positions; stacked, they reach layers * (span - 1) + 1 tokens, which must
+    fit the window (the cache is then exact) and fill as much of it as the blocks can."""
+    for window in (2, 3, 16, 75, 512, 4096):
+        for layers in range(1, 13):
+            span = rotary.span(window, layers)
+            reach = layers * (span - 1) + 1
+            assert span >= 1 and reach <= window < reach + layers, (window, layers)
+    assert rotary.span(512, 4) == 128 and rotary.span(16, 2) == 8 and rotary.span(16, 1) == 16
+
+
+def test_rotary_needs_an_even_width_per_head():
+    hp = {"window": 8, "embed_dim": 3, "units": 12, "layers": 1, "heads": 4, "dense": 5, "dropout": 0.0}
+    for units, heads in ((12, 4), (10, 4)):  # 3 values per head; 4 heads do not divide 10
+        with pytest.raises(ValueError, match=f"units divisible by heads into an even width per head, got units "
+                                             f"{units}, heads {heads}"):
+            nets.layout("rotary", 11, dict(hp, units=units, heads=heads))
+    assert nets.layout("rotary", 11, dict(hp, heads=2))  # 6 per head
+    # the size guard counts the rotary attention's scores as MultiHeadAttention's: the two networks' floats
+    # differ by the transformer's position table alone (kept twice, as every layer's outputs)
+    hp = dict(hp, heads=2, units=8)
+    for training in (False, True):
+        floats = [base.activation_floats(nets.get(arch), 11, hp, training) for arch in ("transformer", "rotary")]
+        assert floats[0] - floats[1] == 2 * hp["units"] * hp["window"]
 
 
 @pytest.fixture

@@ -226,7 +226,7 @@ SIDECAR_DAMAGE = {
     "vocabulary edited": (edit_sidecar(lambda m: m["vocab"].reverse()),
                           "model.json: vocabulary does not match its recorded hash"),
     "unknown arch": (edit_sidecar(lambda m: m.update(arch="gru")),
-                     "damaged sidecar (unknown architecture 'gru'; known: lstm, bilstm, attention, transformer)"),
+                     "damaged sidecar (unknown architecture 'gru'; known: lstm, bilstm, attention, transformer, rotary)"),
 }
 
 

@@ -54,7 +54,7 @@ def code_version():
 
 def describe(cfg, enc, vocab, train, val, versions):
     """The sidecar of a training run: what the weights were trained on, how, with which code, and when."""
-    tempos = [s.bpm for s in train]
+    tempos = [s.bpm for s in train if s.bpm]  # a corpus of shards keeps no tempo
     return {
         "format": FORMAT,
         "game": cfg.game,
@@ -136,7 +136,13 @@ def _check(meta):
                 "training": (lambda v: isinstance(v, dict), "an object"),
                 "weights_sha256": (lambda v: v is None or isinstance(v, dict) and set(v) <= set(WEIGHTS) and all(
                     isinstance(h, str) and len(h) == 64 for h in v.values()), "sha256 digests of best and last"),
-                "created": (lambda v: isinstance(v, str), "a date")}
+                "created": (lambda v: isinstance(v, str), "a date"),
+                "tokens_per_event": (lambda v: v is None or _number(v) and v > 0, "a positive number"),
+                "best_val_loss_per_event": (lambda v: v is None or _number(v), "a number"),
+                # a --style model: source name -> one of its vocabulary's control tokens
+                "styles": (lambda v: isinstance(v, dict) and all(
+                    isinstance(k, str) and t in tokens and t.startswith("<") for k, t in v.items()),
+                           "source names and their control tokens")}
     for key, (ok, what) in optional.items():
         if key in meta and not ok(meta[key]):
             return f"'{key}' should be {what}, is {json.dumps(meta[key])[:40]}"

@@ -61,7 +61,7 @@ def run(game, archs, transpose, budget, steps, data_dir, out_dir, runs_dir, enco
                 warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
                 model.load_weights(Path(cfg.model_dir) / "best.weights.h5")
             enc, vocab, _, val, _, val_ids = prepare(cfg)
-            nll, tokens = held_out_loss(model, arch, val_ids, cfg.window, vocab.index.get(PAD))
+            nll, tokens = held_out_loss(model, arch, [i for i, _ in val_ids], cfg.window, vocab.index.get(PAD))
             # without start-of-song padding the first window of each song is context only, so
             # scale the events to the tokens actually scored
             all_tokens = sum(len(enc.song_tokens(s)) for s in val)

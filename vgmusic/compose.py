@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 from . import nets  # noqa: E402
 from .checkpoint import check_weights_file, read_sidecar, weights_path  # noqa: E402
 from .decode import BEATS_PER_BAR, decode  # noqa: E402
-from .encode import GRID, PAD, get_encoding, token_kind  # noqa: E402
+from .encode import ANY_STYLE, GRID, PAD, control, get_encoding, token_kind  # noqa: E402
 from .form import FormPlan  # noqa: E402
-from .sampling import Sampling  # noqa: E402
+from .sampling import Sampling, kind_groups  # noqa: E402
 from .song import Key, Note, Section, Song, Track  # noqa: E402
 from .theory import parse_key, to_key  # noqa: E402
 
@@ -59,21 +59,44 @@ class Model:
         # never sampled: the start-of-song pad, and control tokens, which only a plan may place
         self.banned = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("pad", "control")],
                                np.int64)
+        self.kinds = kind_groups(token_kind(t) for t in self.vocab.tokens)  # for sampling rhythm apart
 
-    def start_ids(self):
+    def style_token(self, style=""):
+        """The control token a --style model's windows start with: the named source's (a unique prefix
+        will do), or, with none named, the one it learned every style under; None for other models."""
+        styles = self.meta.get("styles") or {}
+        if not styles:
+            if style:
+                raise ValueError(f"{self.folder}: this model was trained without styles, so --style cannot "
+                                 f"choose one (train with --style)")
+            return None
+        if not style:
+            return control(ANY_STYLE)
+        found = [name for name in styles if name == style] or [name for name in styles if name.startswith(style)]
+        if len(found) != 1:
+            raise ValueError(f"--style {style!r}: {'ambiguous' if found else 'unknown'}; this model knows "
+                             f"{', '.join(sorted(styles))}")
+        return styles[found[0]]
+
+    def start_ids(self, style=""):
         """The context a song starts from when nothing primes it: the start of a song, as training began."""
         if PAD not in self.vocab.index:
             raise ValueError(f"{self.folder}: this model has no start-of-song token; prime it with a song")
-        return self.vocab.ids([PAD] * self.window)
+        return self._styled([PAD] * self.window, style)
 
-    def prime_ids(self, song, where="the prime"):
+    def prime_ids(self, song, where="the prime", style=""):
         """Context ids from the end of a Song, and the semitones that take the model's key back to the song's."""
         # notes the key's move takes past MIDI's range are left out of the context
         tokens = self.enc.song_tokens(song, drop_outside=True)
         known = [t for t in [PAD] * self.window + tokens if t in self.vocab.index]
         if len(known) < nets.get(self.arch).min_seed(self.window):
             raise ValueError(f"{where}: too few tokens this model knows to fill its window of {self.window}")
-        return self.vocab.ids(known[-self.window:]), self.enc.song_shift(song)
+        return self._styled(known[-self.window:], style), self.enc.song_shift(song)
+
+    def _styled(self, tokens, style):
+        """The window's first token made the style's, as every training window of a --style model began."""
+        token = self.style_token(style)
+        return self.vocab.ids([token] + tokens[1:] if token else tokens)
 
 
 def load_model(folder, which="best", engine="numpy"):
@@ -100,6 +123,7 @@ class Request:
     program: int = 0  # the melody's General MIDI instrument
     instrument: str = ""  # its name, for the track
     seed: int = None  # None draws a fresh one (the songs' meta records it)
+    style: str = ""  # a --style model: compose in this source's style ("": in all of them)
 
 
 def compose(model, request, progress=False):
@@ -110,10 +134,10 @@ def compose(model, request, progress=False):
     rng = np.random.default_rng(seed)
     back, tempo = 0, model.meta.get("tempo")
     if r.prime is not None:
-        ids, back = model.prime_ids(r.prime, r.prime.title or "the prime")
+        ids, back = model.prime_ids(r.prime, r.prime.title or "the prime", r.style)
         tempo = r.prime.bpm
     else:
-        ids = model.start_ids()
+        ids = model.start_ids(r.style)
     bpm = r.bpm or tempo or 120.0
     bars = r.bars or (max(1, round(r.seconds * bpm / 60 / BEATS_PER_BAR)) if r.seconds else 0)
     enc, vocab = model.enc, model.vocab
@@ -124,14 +148,14 @@ def compose(model, request, progress=False):
             stepper = model.make_stepper(n)
             logits = stepper.start(np.tile(np.asarray(ids, np.int64)[None], (n, 1)))
             decode(stepper, logits, plans, rng, r.sampling, model.banned,
-                   progress=lambda: shown.composing(min(p.length for p in plans)))
+                   progress=lambda: shown.composing(min(p.length for p in plans)), kinds=model.kinds)
             return plans
         plans, loops = compose_more(r.num), [None] * r.num
         if r.loop:
             from .loop import close_loops, loop_songs
             loops = loop_songs(plans, compose_more, lambda songs: close_loops(
                 model.make_stepper, enc, vocab, ids, songs, rng, r.sampling, model.banned,
-                candidates=r.loop_candidates, progress=shown.closing), r.loop_tries)
+                candidates=r.loop_candidates, progress=shown.closing, kinds=model.kinds), r.loop_tries)
     return [_song(model, r, plan, loop, i, seed, bpm, back) for i, (plan, loop) in enumerate(zip(plans, loops))]
 
 

@@ -66,7 +66,8 @@ class TrainConfig:
                             "number of scale steps within +-N, which keeps the key where --transpose breaks it",
                          between(0, 6))
     arch: str = _opt("lstm", "network: lstm (the original, state-carrying), bilstm (stacked bidirectional LSTMs "
-                             "+ TimeDistributed dense), attention (bilstm + self-attention), transformer (causal)",
+                             "+ TimeDistributed dense), attention (bilstm + self-attention), transformer (causal), rotary "
+                             "(causal, relative positions, a key/value cache: composes at 1.5 x the LSTM's time)",
                      one_of(*ARCHS))
     window: int = _opt(75, "tokens of context per training window (~3.2 tokens per event: 75 tokens ~ the "
                            "original's 25 notes)", between(2, 4096))
@@ -105,6 +106,16 @@ class TrainConfig:
     seed: int = _opt(0, "seed for weights, shuffling and dropout: the same seed repeats a run",
                      between(0, 2 ** 32 - 1))
     resume: bool = _opt(False, "continue from the last weights in the model dir instead of starting over")
+    # a few dozen songs are too few to learn melody from scratch (LakhNES: pretraining cut held-out
+    # perplexity from 3.50 to 2.46): start from a model that has heard thousands
+    init_from: str = _opt("", "fine-tune: start from this model folder's best weights (same architecture, "
+                              "vocabulary and sizes), or 'base' for the base model pretrained on every song we may "
+                              "use (base/weights); '' trains from scratch")
+    shards: str = _opt("", "train on these token shards (get_all_notes.py --base writes them to data/base) instead of "
+                           "a game's extracted songs; the songs the shipped models are judged on stay out: how the "
+                           "base model is pretrained (python -m vgmusic train --game base)")
+    style: bool = _opt(False, "start every training window with its song's source (a control token), so "
+                              "predict.py --style composes in one game's way; three_games_combined does")
     replace_shipped: bool = _opt(False, "train into <game>/weights even where it holds a shipped model (the four "
                                         "games of the original), replacing it; without it those games train into "
                                         "<project>/runs/<game>/ and a --model-dir naming a shipped folder is refused")
@@ -140,6 +151,12 @@ class PredictConfig:
     top_p: float = _opt(0.85, "sample only among the likeliest tokens whose probabilities add up to p (1: all); "
                               "0.85 keeps the network's rare wide leaps out: the setting that met the most targets "
                               "on the four games (docs/eval/sweep.md)", (lambda v: 0 < v <= 1, "above 0, at most 1"))
+    # 0 keeps today's one cut over every token; see vgmusic/sampling.py for why rhythm may want its own
+    rhythm_top_p: float = _opt(0.0, "durations and waits get a nucleus of their own, each kind (pitch, duration, "
+                                    "wait) cut apart keeping its share (0: one --top-p cut over all tokens)",
+                               (lambda v: 0 <= v <= 1, "from 0 to 1"))
+    rhythm_temperature: float = _opt(0.0, "sampling temperature of durations and waits (0: --temperature's)",
+                                     (lambda v: v == 0 or 0.01 <= v <= 100, "0 or from 0.01 to 100"))
     form: str = _opt("AA'BA'", "phrases in order: a letter seen before repeats that phrase, ' composes a new last "
                                "bar for it (the pattern repeats with new themes until the length is reached)")
     phrase_bars: int = _opt(4, "bars of 4/4 per phrase of the form", between(1, 64))
@@ -150,6 +167,8 @@ class PredictConfig:
     loop_candidates: int = _opt(16, "with --loop: last bars tried per song, the one leading best into bar 1 kept",
                                 between(1, 256))
     prime: str = _opt("", "continue the end of this MIDI file instead of starting a song from the beginning")
+    style: str = _opt("", "a model trained with --style (three_games_combined): compose in this source's style, "
+                          "e.g. zelda_ocarina_of_time (a unique prefix will do); '': all it learned at once")
     # read as extraction reads a song (get_all_notes.py --timeout): a broken file is refused, not waited on
     prime_timeout: float = _opt(60.0, "seconds reading the --prime file may take before it is refused",
                                 (lambda v: 0 < v <= 86400, "above 0, at most 86400"))
@@ -206,6 +225,17 @@ ARCH_DEFAULTS = {
     "attention": dict(units=128, dense=32, stride=1),
     # 512 tokens hold over 128 events; many-to-many targets make a coarse stride enough
     "transformer": dict(window=512, stride=32, units=128, layers=4, dense=512, dropout=0.1, batch_size=16),
+    # rotary (vgmusic/nets/rotary.py): the transformer's sizes, so that the two compare on what rotary
+    # changes (relative positions, banded attention, a cache), and the LSTM meets the same size of network
+    "rotary": dict(
+        window=512,  # over 128 events; each of the 4 blocks attends to 128 positions and together they
+                     # reach the 512, so a composing step reads 128 cached keys per block, not 512
+        stride=32,  # many-to-many: every token is still a target at 16 positions of different windows
+        units=128, heads=4,  # 32 values per head, which RoPE turns as 16 pairs (it needs an even width)
+        layers=4,  # depth is what lets bands of 128 reach the whole window
+        dense=512,  # the feed-forward's usual 4 x the width
+        dropout=0.1,  # the transformer's (nanoGPT's for small data); the LSTM's 0.3 is the original project's
+        batch_size=16),  # 16 windows of 512 tokens: 8,192 targets a step (the LSTM's 64 of 75: 4,800)
 }
 
 # The four game folders of the original layout. A game lists the song folders it
@@ -218,7 +248,14 @@ GAMES = {
     "zelda_ocarina_of_time": dict(sources=["zelda_ocarina_of_time"]),
     "final_fantasy_7": dict(sources=["final_fantasy_7"]),
     "three_games_combined": dict(
-        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7"]),
+        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7"],
+        style=True),  # --style picks the game
+    # The base model (python -m vgmusic train --game base): every song we may use, from the token shards
+    # get_all_notes.py --base writes; each game fine-tunes from it (--init-from base).
+    "base": dict(sources=[], shards=str(ROOT / "data" / "base"),
+                 val_fraction=0.05,  # of thousands of songs: hundreds held out, and most of the rest heard
+                 max_steps=400,  # a checkpoint every 400 steps (25,600 windows): an epoch of the corpus is hours
+                 patience=4),  # each "epoch" is a slice of new songs, not a pass over the same few
     # Game music blended with a classical composer (the second seed project's idea); the
     # composer's folder comes from `python get_midi_songs.py --corpus mozart` (or bach_chorales).
     "games_and_mozart": dict(
@@ -232,6 +269,7 @@ GAMES = {
 # training those games elsewhere goes to RUNS/<game>, so an experiment never overwrites them.
 SHIPPED = ("pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "three_games_combined")
 RUNS = ROOT / "runs"  # git-ignored
+BASE_MODEL = ROOT / "base" / "weights"  # the base model every game fine-tunes from (--init-from base)
 
 
 @dataclass

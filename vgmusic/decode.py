@@ -8,10 +8,11 @@ without a second loop. A plan has:
 
     choose(sampled id or None) -> the id to feed      feed(id, nats or None)      done (bool)
     scored (class attribute): whether feed wants the token's negative log-likelihood
+    replays (bool): whether the next choose ignores the sample (a replayed or read token)
 """
 import numpy as np
 
-from .sampling import log_probs, pick
+from .sampling import log_probs
 
 BEATS_PER_BAR = 4  # composed songs are in 4/4 (music21 reads no other metre from most of the songs)
 # A phrase the network fills with more tokens than this per bar is stuck (e.g. chords without waits):
@@ -19,15 +20,22 @@ BEATS_PER_BAR = 4  # composed songs are in 4/4 (music21 reads no other metre fro
 MAX_TOKENS_PER_BAR = 96
 
 
-def decode(stepper, logits, plans, rng, sampling=None, banned=(), progress=None):
+def decode(stepper, logits, plans, rng, sampling=None, banned=(), progress=None, kinds=None):
     """Step `stepper` (whose next-token logits are `logits`, one row per plan) until every plan is done;
     returns the logits after the last step. With `sampling` (a sampling.Sampling) a token is drawn for
     every row at every step, done or not, so a seed repeats a batch whatever its rows do; without, plans
-    only replay or read. `progress()` is called after each step."""
+    only replay or read; `kinds` (sampling.kind_groups of the vocabulary) serves sampling by kind.
+    `progress()` is called after each step."""
     scored = any(p.scored for p in plans)
     while not all(p.done for p in plans):
-        sampled = (pick(logits, rng, sampling.temperature, sampling.top_k, sampling.top_p, banned)
-                   if sampling is not None else [None] * len(plans))
+        if sampling is not None and not all(p.done or p.replays for p in plans):
+            sampled = sampling.draw(logits, rng, banned, kinds)
+        else:
+            # no row uses a sample (a replayed phrase is 7 of the 16 bars of A A' B A'): only the one
+            # draw per row that pick makes, so the seed's stream, and every song after, stays the same
+            if sampling is not None:
+                rng.random(len(plans))
+            sampled = [None] * len(plans)
         nats = -log_probs(logits) if scored else None
         feed = np.zeros(len(plans), np.int64)
         for i, plan in enumerate(plans):

@@ -80,6 +80,10 @@ PAD = "<pad>"  # what comes before a song's first token, so models learn how son
 # read them (a game or style, a track or instrument, infill markers): reserving them now means those
 # capabilities add no token and change no id; models trained before have none (their spec says 0).
 RESERVED = 32
+# Of those, 0 .. MAX_STYLES - 1 name styles (a model trained with --style: vgmusic/trainset.py), and
+# ANY_STYLE is the one it learned all of them under, what composing without --style starts from.
+MAX_STYLES = 16
+ANY_STYLE = MAX_STYLES
 
 
 def control(i):
@@ -300,22 +304,25 @@ def split_songs(songs, val_fraction, val_songs=(), split_seed=0):
     return train, val
 
 
-def flat_windows(id_lists, window, stride=1, pad_id=None):
-    """All songs in one flat array, and where each training window (window + 1 tokens) starts.
+def flat_windows(id_lists, window, stride=1, pad_id=None, counts=False):
+    """All songs in one flat array, and where each training window (window + 1 tokens) starts (and,
+    with `counts`, how many windows each song gave).
 
     Windows never cross songs. With a pad id, each song gets `window` pads in front so its opening
     tokens are targets too. The last window of each song is always kept, whatever the stride.
     """
-    pieces, starts, offset = [], [], 0
+    pieces, starts, offset, per_song = [], [], 0, []
     for ids in id_lists:
         seq = np.concatenate([np.full(window, pad_id, np.int32), ids]) if pad_id is not None else ids
         n = len(seq) - window
         if n > 0:
             starts.append(offset + np.unique(np.append(np.arange(0, n, stride), n - 1)))
+        per_song.append(len(starts[-1]) if n > 0 else 0)
         pieces.append(np.asarray(seq, np.int32))
         offset += len(seq)
     flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-    return flat, (np.concatenate(starts) if starts else np.zeros(0, np.int64))
+    starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+    return (flat, starts, per_song) if counts else (flat, starts)
 
 
 def windows(id_lists, window, stride=1, pad_id=None):

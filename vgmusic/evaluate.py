@@ -3,9 +3,11 @@
     python evaluate.py --game pokemon_red_blue_yellow --generated pokemon_red_blue_yellow/generations
 
 Held-out loss said nothing about songs with human rhythm, random pitches and no themes; these
-figures do (see metrics.py for every definition). Writes PREFIX.json (every figure of every song,
-per-set summaries, overlap with the training songs, targets), PREFIX.md (the tables) and PREFIX.png.
-Imports neither TensorFlow nor Keras.
+figures do (see metrics.py for every definition). Per-song averages in turn hid rhythm collapsing onto
+eighth notes, so judge.py adds the melody line's pooled IOI, duration and interval distributions and a
+classifier telling 4-bar windows of generated songs from human ones. Writes PREFIX.json (every figure of
+every song, per-set summaries, overlap with the training songs, targets, the judge's figures), PREFIX.md
+(the tables) and PREFIX.png. Imports neither TensorFlow nor Keras (scikit-learn only when it judges).
 """
 import json
 import sys
@@ -17,6 +19,7 @@ from .checkpoint import SIDECAR
 from .cli import build, parser_for, run_command, writable_file
 from .config import RUNS, EvaluateConfig, TrainConfig, default_model_dir, game_overrides
 from .encode import Event, load_songs, split_songs
+from .judge import judge_sets, markdown as judge_markdown
 from .metrics import (COMPARED, FIGURES, HISTOGRAMS, MATCH, NGRAM, TIME_BINS, Reference, check_targets,
                       compare_sets, originality, song_features, structure, summarize)
 from .store import atomic_path, read_json, write_json
@@ -151,6 +154,8 @@ def evaluate_sets(sets, train, heldout, beats_per_bar=4, names=None, ngram=NGRAM
             entry["summary"]["rhythm_oa"] = {"mean": vs["rhythm_oa"]}
             result["targets"][label] = [list(t) for t in check_targets(
                 entry["summary"], result["sets"][TRAIN]["summary"], result["sets"][HELDOUT]["summary"])]
+    # the rhythm and phrase judged on the pooled melody line and on 4-bar windows (vgmusic/judge.py)
+    result["judge"] = judge_sets(sets, train, heldout, beats_per_bar, HELDOUT, TRAIN, say)
     # the picture's song: the typical (median return_share) song of the first generated set
     label, kind, songs = groups[0]
     shares = [r["return_share"] if r["return_share"] is not None else -1 for r in result["sets"][label]["songs"]]
@@ -196,6 +201,8 @@ def markdown(result, title):
                                                                                _fmt(vs["kld"][name])]
         t += f"| {name} | " + " | ".join(cells) + " |\n"
     out.append(t)
+    if "judge" in result:
+        out.append(judge_markdown(result["judge"]))
     out.append("## Figures\n")
     for name, what in FIGURES.items():
         t = f"### {name}\n\n{what}\n\n" + head

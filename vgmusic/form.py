@@ -41,6 +41,10 @@ class FormPlan:
             self.next_section()
 
     @property
+    def replays(self):
+        return bool(self.forced)
+
+    @property
     def song(self):
         return self.tokens[self.skip:]
 

@@ -23,6 +23,7 @@ class Reading:
     """Feeds given tokens (a song read to score it), each token's loss kept by the bar it falls in;
     the first `skip` are context only (a loop's preroll)."""
     scored = True
+    replays = True  # every token is given
 
     def __init__(self, enc, vocab, ids, skip=0, start=0):
         self.enc, self.vocab, self.ids, self.skip = enc, vocab, ids, skip
@@ -51,6 +52,10 @@ class ClosingPlan:
         self.bar_loss = defaultdict(list, {b: list(v) for b, v in read_loss.items()})
         self.forced, self.opening = deque(), opening  # remainders of waits cut at the song's end
         self.tokens, self.count, self.opened, self.seam, self.done = [], 0, 0, [], False
+
+    @property
+    def replays(self):
+        return self.now >= self.total or bool(self.forced)
 
     def choose(self, sampled):
         if self.now >= self.total:
@@ -81,7 +86,7 @@ class ClosingPlan:
 
 
 def close_loop(make_stepper, enc, vocab, seed_ids, plan, rng, sampling, banned=(), candidates=16,
-               progress=None, keep=False):
+               progress=None, keep=False, kinds=None):
     """The best of `candidates` last bars for one song (a form.FormPlan, done), as a dict of the song's
     tokens, its seam and typical loss, and whether the seam passes. The song up to its last bar is read
     once; the candidates then go on from there as one batch. `keep` scores the song as it is."""
@@ -98,7 +103,7 @@ def close_loop(make_stepper, enc, vocab, seed_ids, plan, rng, sampling, banned=(
     opening = song[:cut_at(enc, vocab, song, BAR)]
     rows = [ClosingPlan(enc, vocab, plan.length, reading.now, reading.bar_loss, opening) for _ in range(candidates)]
     decode(stepper, logits, rows, rng, sampling, banned,
-           progress=progress and (lambda: progress(min(r.progress() for r in rows))))
+           progress=progress and (lambda: progress(min(r.progress() for r in rows))), kinds=kinds)
     best, seam, typical = min(((r, *r.figures()) for r in rows), key=lambda x: x[1] - x[2])
     return {"tokens": song[:cut] + best.tokens, "seam_loss": round(seam, 4), "typical_loss": round(typical, 4),
             "passed": bool(seam <= typical)}

@@ -3,7 +3,7 @@ weights files Keras writes, and the callbacks vgmusic.train fits with.
 
 Each network is defined once, in its vgmusic.nets module, beside its weights layout and the NumPy
 forward pass that composes without TensorFlow; build_model and keras_stepper find it by name there.
-lstm and transformer are causal and give next-token logits at every position (many-to-many); bilstm and
+lstm, transformer and rotary are causal and give next-token logits at every position (many-to-many); bilstm and
 attention read the window in both directions, so they predict only the token after it (many-to-one).
 """
 import io

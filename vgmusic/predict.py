@@ -23,11 +23,16 @@ def request_of(cfg, prime=None):
     """The composing request a command line asks for."""
     program = gm_program(cfg.instrument)
     return Request(num=cfg.num, events=cfg.length, bars=cfg.bars, seconds=cfg.seconds, form=cfg.form,
-                   phrase_bars=cfg.phrase_bars, sampling=Sampling(cfg.temperature, cfg.top_k, cfg.top_p),
+                   phrase_bars=cfg.phrase_bars, sampling=sampling_of(cfg),
                    loop=cfg.loop, loop_tries=cfg.loop_tries, loop_candidates=cfg.loop_candidates, prime=prime,
                    bpm=cfg.bpm, key=cfg.key, program=program,
                    instrument=cfg.instrument if not cfg.instrument.strip().isdigit() else f"program {program}",
-                   seed=cfg.seed)
+                   seed=cfg.seed, style=cfg.style)
+
+
+def sampling_of(cfg):
+    return Sampling(cfg.temperature, cfg.top_k, cfg.top_p, rhythm_temperature=cfg.rhythm_temperature or None,
+                    rhythm_top_p=cfg.rhythm_top_p or None)
 
 
 def read_prime(path, timeout=PredictConfig.prime_timeout):

@@ -18,84 +18,16 @@ import json
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .cli import build, interruption, on_terminal, os_error, parser_for, run_command
-from .config import SHIPPED, RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir  # noqa: F401
+from .config import BASE_MODEL, SHIPPED, RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir  # noqa: F401
 from .entry import forget_ctrl_c
+from .trainset import distinct, prepare  # noqa: F401  (compare.py and the tests use them from here)
 
 # SHIPPED is imported for bench/ and the tests (train.SHIPPED). h5py, TensorFlow and Keras load inside the
 # functions using them, under cli.run_command: Ctrl-C in their import ends in one line; --help answers at once.
-
-
-def prepare(cfg):
-    """Encoding, vocabulary, song split and token ids, or a ValueError naming what is missing."""
-    from .encode import RESERVED, Vocab, get_encoding, load_songs, split_songs
-    # new event models reserve control tokens (encode.RESERVED) for the conditioning to come
-    enc = get_encoding({"name": cfg.encoding, "parts": cfg.tracks, "key_normalize": cfg.key_normalize,
-                        "reserved": RESERVED} if cfg.encoding == "event" else cfg.encoding)
-    if cfg.encoding == "classic" and (cfg.key_normalize or cfg.transpose or cfg.diatonic):
-        raise ValueError("--key-normalize, --transpose and --diatonic need --encoding event "
-                         "(classic chords have no octave)")
-    if cfg.diatonic and not cfg.key_normalize:
-        raise ValueError("--diatonic moves songs within C major / A minor: it needs --key-normalize")
-    vocab = Vocab(enc.vocabulary(cfg.data_dir))
-    train, val = split_songs(load_songs(cfg.data_dir, cfg.game), cfg.val_fraction, cfg.val_songs, cfg.split_seed)
-    train = distinct(train, enc)
-
-    def ids(song, shift=0, steps=0):
-        tokens = enc.song_tokens(song, shift, steps)
-        return None if tokens is None else vocab.ids(tokens, f"{cfg.data_dir}/{song.meta['source']}.json: {song.meta['file']}")
-
-    # augmentation only on training songs: the held-out loss must stay about the songs as written
-    train_ids = [i for s in train for shift in range(-cfg.transpose, cfg.transpose + 1)
-                 for steps in range(-cfg.diatonic, cfg.diatonic + 1)
-                 if (i := ids(s, shift, steps)) is not None and len(i)]
-    val_ids = [i for s in val if (i := ids(s)) is not None and len(i)]
-    return enc, vocab, train, val, train_ids, val_ids
-
-
-# Two songs are one when this share of the shorter one's runs of RUN tokens are in the other too.
-SAME_SONG, RUN = 0.8, 12
-
-
-def distinct(songs, enc):
-    """Songs minus near-copies of an earlier one: a song in twice weighs twice (Final Fantasy VII's
-    Chocobo Billy and Farm Boy are one leaping melody, 28% of that game's training events)."""
-    kept = []
-    for song in songs:
-        tokens = enc.song_tokens(song) or []
-        runs = {tuple(tokens[i:i + RUN]) for i in range(len(tokens) - RUN + 1)}
-        twin = next((other.meta["file"] for other, seen in kept
-                     if runs and seen and len(runs & seen) >= SAME_SONG * min(len(runs), len(seen))), None)
-        if twin:
-            print(f"note: {song.meta['file']} repeats {twin}; training on it once", file=sys.stderr)
-            continue
-        kept.append((song, runs))
-    return [song for song, _ in kept]
-
-
-def datasets(cfg, vocab, train_ids, val_ids):
-    """tf.data pipelines that cut windows from one flat token array, so memory stays O(tokens)."""
-    from .encode import PAD, flat_windows
-    from .model import many_to_many, tf
-    pad, many = vocab.index.get(PAD), many_to_many(cfg.arch)
-    out = []
-    # held-out windows: each held-out token is a target once (a song's last window may repeat a few)
-    for id_lists, stride, train in ((train_ids, cfg.stride, True), (val_ids, cfg.window if many else 1, False)):
-        flat, starts = flat_windows(id_lists, cfg.window, stride, pad)
-        if not len(starts):
-            raise ValueError(f"{cfg.game}: songs too short for windows of {cfg.window} tokens")
-        def cut(s, flat_t=tf.constant(flat), idx=tf.range(cfg.window + 1, dtype=tf.int64)):
-            w = tf.gather(flat_t, s[:, None] + idx[None])
-            return w[:, :-1], (w[:, 1:] if many else w[:, -1])
-        ds = tf.data.Dataset.from_tensor_slices(starts)
-        if train:
-            ds = ds.shuffle(len(starts), seed=cfg.seed)
-            if cfg.max_steps:
-                ds = ds.repeat()
-        out += [ds.batch(cfg.batch_size).map(cut).prefetch(tf.data.AUTOTUNE), len(starts)]
-    return out
 
 
 def check_memory(cfg, vocab_size, hp):
@@ -109,7 +41,7 @@ def check_memory(cfg, vocab_size, hp):
 
 def check_resumable(old, new, where):
     # not the format: read_sidecar reads every readable one, and a newer one only records more
-    for key in ("encoding", "arch", "hparams", "vocab_hash", "songs", "select"):
+    for key in ("encoding", "arch", "hparams", "vocab_hash", "songs", "select", "styles"):
         if old.get(key) != new.get(key):
             raise ValueError(f"{where}: cannot --resume, the saved model's {key} differs from this run's "
                              f"(start afresh without --resume, or pick another --model-dir)")
@@ -181,6 +113,8 @@ class Run:
         if improved:
             files[WEIGHTS["best"]] = weights_bytes(model, optimizer=False)
             meta.update(best_score=row[meta["select"]], best_val_loss=row["val_loss"], best_epoch=row["epoch"])
+            if meta.get("tokens_per_event"):  # per event: comparable across encodings and vocabularies
+                meta["best_val_loss_per_event"] = round(row["val_loss"] * meta["tokens_per_event"], 5)
         # the sidecar names the very files it describes: loading refuses any other
         meta["weights_sha256"] = dict(meta.get("weights_sha256") or {}, **{
             which: hashlib.sha256(files[name]).hexdigest() for which, name in WEIGHTS.items() if name in files})
@@ -222,6 +156,26 @@ def resumable(folder, meta, vocab):
     return old, history
 
 
+def starting_point(cfg, meta):
+    """The weights a fine-tuning run starts from (--init-from: a model folder, or 'base'), checked
+    against this run's network and vocabulary before TensorFlow loads, and what the sidecar records of them."""
+    from .checkpoint import read_sidecar, read_weights, check_weights_file, weights_path
+    folder = BASE_MODEL if cfg.init_from == "base" else Path(cfg.init_from).expanduser()
+    old, _ = read_sidecar(folder)
+    for key, what in (("arch", "architecture"), ("vocab_hash", "vocabulary"), ("encoding", "encoding")):
+        if old.get(key) != meta.get(key):
+            raise ValueError(f"{folder}: cannot --init-from this model, its {what} differs from this run's "
+                             f"({old.get(key)} against {meta.get(key)})")
+    path = weights_path(folder, "best")
+    # the shapes say whether every weight fits (units, layers, embedding...): dropout or an LSTM's
+    # window may differ, they shape no weight
+    read_weights(path, meta["arch"], len(meta["vocab"]), meta["hparams"])
+    check_weights_file(path, old, "best")
+    return {"weights": path, "record": {"folder": str(folder), "game": old.get("game"),
+                                        "weights_sha256": (old.get("weights_sha256") or {}).get("best"),
+                                        "best_val_loss": old.get("best_val_loss")}}
+
+
 # what a resumed run takes over from the sidecar it continues
 RESUMED = ("created", "epochs_done", "best_epoch", "best_val_loss", "best_score")
 
@@ -234,9 +188,15 @@ def train(cfg, progress=sys.stdout, run=None):
     """
     from .checkpoint import CURVE, WEIGHTS, describe, remove_temporaries
     from .encode import PAD, token_kind
+    from .trainset import (Listed, datasets, heldout_baseline, prepare_shards, shard_datasets,
+                           shard_tokens_per_event, styles_of, tokens_per_event)
     run = run if run is not None else Run()
     folder = run.folder = Path(cfg.model_dir or default_model_dir(cfg.game))
-    enc, vocab, train_songs, val_songs, train_ids, val_ids = prepare(cfg)
+    if cfg.shards:  # a corpus of any size, read from disk (the base model)
+        enc, vocab, shards, train_ids, val_ids = prepare_shards(cfg)
+        train_songs, val_songs = ([Listed(shards.songs[i]) for i in rows] for rows in (train_ids, val_ids))
+    else:
+        enc, vocab, train_songs, val_songs, train_ids, val_ids = prepare(cfg)
     meta = describe(cfg, enc, vocab, train_songs, val_songs, {})
     check_memory(cfg, len(vocab), meta["hparams"])
     # The held-out pitch loss went on falling for epochs after the total had turned up (on Zelda: from
@@ -244,7 +204,15 @@ def train(cfg, progress=sys.stdout, run=None):
     # stopped by the total wrote wide random leaps. So event models keep the epoch of the best pitches.
     has_pitch = any(token_kind(t) == "pitch" for t in vocab.tokens)
     meta["select"] = "val_pitch" if cfg.select == "pitch" and has_pitch else "val_loss"
-    meta["baselines"] = heldout_baseline(enc, train_songs, val_songs)
+    meta["baselines"] = {} if cfg.shards else heldout_baseline(enc, train_songs, val_songs)
+    meta["tokens_per_event"] = (shard_tokens_per_event(enc, vocab, shards, val_ids) if cfg.shards
+                                else tokens_per_event(enc, vocab, val_ids))
+    styles = styles_of(cfg, train_songs + val_songs, vocab)
+    if styles:
+        meta["styles"] = styles
+    start = starting_point(cfg, meta) if cfg.init_from and not cfg.resume else None
+    if start:
+        meta["init_from"] = start["record"]
     old, history = resumable(folder, meta, vocab) if cfg.resume else (None, [])
     if old:
         meta.update({k: old[k] for k in RESUMED}, weights_sha256=old.get("weights_sha256"))
@@ -258,7 +226,8 @@ def train(cfg, progress=sys.stdout, run=None):
     run.hold_signals()
     try:
         keras.utils.set_random_seed(cfg.seed)
-        data, n_windows, val_data, _ = datasets(cfg, vocab, train_ids, val_ids)
+        data, n_windows, val_data, _ = (shard_datasets(cfg, shards, train_ids, val_ids) if cfg.shards
+                                        else datasets(cfg, vocab, train_ids, val_ids, styles))
         run.check()
         model = build_model(cfg.arch, len(vocab), meta["hparams"])
         # start-of-song padding is context, never a target
@@ -272,12 +241,18 @@ def train(cfg, progress=sys.stdout, run=None):
             except Exception as e:  # what read_weights cannot see: the optimizer's part, or Keras' own checks
                 reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
                 raise ValueError(f"{folder / WEIGHTS['last']}: cannot --resume from these weights: {reason}") from None
+        if start:  # fine-tuning: every weight from the model started from, the optimizer afresh
+            with warnings.catch_warnings():  # that best weights carry no optimizer state is the point of them
+                warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+                model.load_weights(start["weights"])
         run.check()
         print(f"{cfg.game}: {len(train_songs)} training songs ({n_windows} windows"
               f"{f', transposed +-{cfg.transpose}' if cfg.transpose else ''}"
               f"{f', moved +-{cfg.diatonic} scale steps' if cfg.diatonic else ''}), {len(val_songs)} held out "
               f"({', '.join(s.meta['file'] for s in val_songs)}); {enc.name} encoding, vocabulary {len(vocab)}; "
-              f"{cfg.arch}, {model.count_params():,} parameters -> {folder}", file=progress, flush=True)
+              f"{cfg.arch}, {model.count_params():,} parameters"
+              f"{f', styles {len(styles)}' if styles else ''}"
+              f"{f', from {cfg.init_from}' if start else ''} -> {folder}", file=progress, flush=True)
         callbacks = [KindLoss(val_data, vocab, run.check), Checkpointer(run.save_epoch, run.check, progress),
                      # held-out loss turns up after a few epochs on songs this small: stopping is part of training
                      keras.callbacks.EarlyStopping(monitor=meta["select"], mode="min", patience=cfg.patience)]
@@ -300,18 +275,6 @@ def train(cfg, progress=sys.stdout, run=None):
         print(f"best epoch {meta['best_epoch']} of {meta['epochs_done']} by {meta['select']} "
               f"({meta['best_score']:.3f}); held-out loss {meta['best_val_loss']:.3f} per token", file=progress)
     return meta, run.history, model
-
-
-def heldout_baseline(enc, train_songs, val_songs):
-    """How much held-out human songs share with the training songs: composing warns above it."""
-    if not hasattr(enc, "song_notes"):
-        return {}
-    import numpy as np
-    from .evaluate import originality
-    refs = [enc.song_notes(s) for s in train_songs]
-    found = [originality(enc.song_notes(s), refs) for s in val_songs]
-    return {"copied_share": round(float(np.mean([f["copied_share"] for f in found])), 4),
-            "longest_match": int(max(f["longest_match"] for f in found))}
 
 
 def after_interruption():

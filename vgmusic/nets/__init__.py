@@ -8,13 +8,13 @@ rather than comparing names.
 
 Importing this package imports neither TensorFlow nor Keras, nor h5py until a weights file is read.
 """
-from . import bidirectional, lstm, transformer, weights
+from . import bidirectional, lstm, rotary, transformer, weights
 from .base import Arch, NumpyNet
 from .weights import ARCH_KEYS
 
 # the one list of the architectures, in the order help texts and comparisons show them
 ARCHS = {arch.name: arch for arch in (lstm.LSTM, bidirectional.BILSTM, bidirectional.ATTENTION,
-                                      transformer.TRANSFORMER)}
+                                      transformer.TRANSFORMER, rotary.ROTARY)}
 
 __all__ = ["ARCHS", "ARCH_KEYS", "Arch", "NumpyNet", "get", "layout", "numpy_net", "read_weights"]
 

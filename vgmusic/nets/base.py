@@ -266,7 +266,7 @@ def activation_floats(arch, vocab_size, hp, training=False, kept=COMPOSING_KEPT)
         else:
             width = sum(math.prod(s) for path, s in shapes.items() if len(s) == 1 or path.endswith("_dense/vars/1"))
         times = kept.get(kind, kept[None])
-        if kind == "multi_head_attention":
+        if "query_dense/vars/0" in shapes:  # an attention of any kind: MultiHeadAttention or a subclass
             keys = window if training or not arch.many_to_many else min(window, QUERY_BLOCK)
             scores.append(times * shapes["query_dense/vars/0"][1] * window * keys)
         total += times * width * (1 if i == len(layers) - 1 and not arch.many_to_many else window)

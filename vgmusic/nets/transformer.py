@@ -46,16 +46,20 @@ def build(vocab_size, hparams):
     x = position_embedding()(window, units, name="positions")(x)
     x = L.Dropout(dropout)(x)
     for i in range(hparams["layers"]):
-        h = L.LayerNormalization(name=f"norm_a{i}")(x)
-        h = L.MultiHeadAttention(heads, key_dim=units // heads, dropout=dropout, name=f"attn_{i}")(
-            h, h, use_causal_mask=True)
-        x = x + L.Dropout(dropout)(h)
-        h = L.LayerNormalization(name=f"norm_b{i}")(x)
-        h = L.Dense(hparams["dense"], activation="gelu", name=f"ff_in_{i}")(h)
-        h = L.Dense(units, name=f"ff_out_{i}")(h)
-        x = x + L.Dropout(dropout)(h)
+        attention = L.MultiHeadAttention(heads, key_dim=units // heads, dropout=dropout, name=f"attn_{i}")
+        x = pre_norm_block(L, x, i, attention, hparams["dense"], "gelu", dropout)
     x = L.LayerNormalization(name="norm_out")(x)
     return keras.Model(ids, L.Dense(vocab_size, name="logits")(x), name=TRANSFORMER.name)
+
+
+def pre_norm_block(L, x, i, attention, dense, activation, dropout):
+    """Block i of a pre-norm decoder (nanoGPT's): causal self-attention, then the feed-forward layers,
+    each after a layer norm and added back; the layer names are what the weights layouts say."""
+    h = L.LayerNormalization(name=f"norm_a{i}")(x)
+    x = x + L.Dropout(dropout)(attention(h, h, use_causal_mask=True))
+    h = L.LayerNormalization(name=f"norm_b{i}")(x)
+    h = L.Dense(dense, activation=activation, name=f"ff_in_{i}")(h)
+    return x + L.Dropout(dropout)(L.Dense(x.shape[-1], name=f"ff_out_{i}")(h))
 
 
 def layout(vocab_size, hp):
