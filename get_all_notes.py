@@ -1,4 +1,4 @@
-"""Parse every MIDI file under midi_songs/<game>/ into data/ (see --help)."""
+"""Parse every MIDI file under midi_songs/<game>/ into data/, or with --base build the base corpus (see --help)."""
 import signal
 import sys
 from os.path import abspath, dirname

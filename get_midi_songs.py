@@ -1,4 +1,5 @@
-"""Download the original songs into midi_songs/<game>/ (checked by sha256), or export offline corpora (see --help)."""
+"""Download the original songs into midi_songs/<game>/ (checked by sha256), or export offline corpora
+(music21's, Debian's game music, Freedoom's WAD lumps; see --help)."""
 import signal
 import sys
 from os.path import abspath, dirname

@@ -54,11 +54,16 @@ def melody_of(song):
     return list(melody.notes) if melody else []
 
 
+MODELS = {}  # --models DIR: the game's model folder is DIR/<game> instead of the shipped <game>/weights
+SETTINGS = {}  # --sampling: settings every --judge song is composed with
+EXTRA = []  # the flags the report repeats in its command line
+
+
 def compose_set(game, n, **settings):
     """The melodies of n songs (seeds 1..n) from the game's model at the default settings plus `settings`,
     each composed as `predict.py --seed S` composes it, measured as composed (nothing is written)."""
     cfg = build(PredictConfig, argparse.Namespace(), **settings)
-    model = load_model(default_model_dir(game), cfg.which)
+    model = load_model(MODELS.get("dir", {}).get(game) or default_model_dir(game), cfg.which)
     songs = []
     for seed in range(1, n + 1):
         cfg = build(PredictConfig, argparse.Namespace(), seed=seed, **settings)
@@ -168,7 +173,7 @@ def judge(args):
         train, held, _ = game_split(game, args.data_dir)
         train_notes, held_notes = melodies(train)[1], melodies(held)[1]
         say(f"{game}: composing {args.songs} songs")
-        results[game] = judging.judge_sets({"default": compose_set(game, args.songs)}, train_notes, held_notes,
+        results[game] = judging.judge_sets({"default": compose_set(game, args.songs, **SETTINGS)}, train_notes, held_notes,
                                            progress=say)
         if game_sources(game) == [game]:  # one game's songs: compared with the other games' below
             human[game] = train_notes + held_notes
@@ -182,7 +187,8 @@ def judge(args):
         aucs = [f(r["sets"][label]["classifier"]["auc"]) for label in ("default", HELDOUT)]
         cal.append(f"| {game} | {aucs[0]} | {aucs[1]} | {f(halves['auc'])} | {f(halves['sd'])} | {spread} |")
     text = ["# Rhythm and phrase: the shipped models against their songs\n",
-            f"`python bench/quality.py --judge --songs {args.songs}`: {args.songs} songs per model (seeds "
+            f"`python bench/quality.py --judge --songs {args.songs}{' ' + ' '.join(EXTRA) if EXTRA else ''}`: "
+            f"{args.songs} songs per model (seeds "
             f"1..{args.songs}, default settings) against the folder's human songs (training and held-out), the "
             "held-out songs against the training songs.\n", judging.LEGEND + "\n",
             judging.header(["folder"]), *(row for game, r in results.items() for row in judging.table_rows(r, [game])),
@@ -194,9 +200,11 @@ def judge(args):
             *cal, "", "| human songs | AUC | windows | songs |", "|---" * 4 + "|",
             *(f"| {pair} | {f(r['auc'])} | {r['windows'][0]} vs {r['windows'][1]} | {r['songs'][0]} vs "
               f"{r['songs'][1]} |" for pair, r in pairs.items()), ""]
-    with atomic_path(RESULTS / "judge.md") as tmp:
+    name = f"judge-{args.tag}" if args.tag else "judge"
+    with atomic_path(RESULTS / f"{name}.md") as tmp:
         tmp.write_text("\n".join(text))
-    write_json(RESULTS / "judge.json", {"songs": args.songs, "folders": results, "games": pairs})
+    write_json(RESULTS / f"{name}.json", {"songs": args.songs, "models": args.models or "shipped",
+                                          "settings": SETTINGS, "folders": results, "games": pairs})
     print("\n".join(text))
 
 
@@ -253,7 +261,21 @@ def main():
                     help="temperature:top-p[:rhythm top-p:rhythm temperature] settings to compare (0: as the pitches')")
     ap.add_argument("--loops", type=int, default=0, metavar="BARS", help="measure seamless loops of BARS bars")
     ap.add_argument("--judge", action="store_true", help="judge rhythm and phrase into bench/results/judge.md")
+    ap.add_argument("--models", default="", metavar="DIR", help="with --judge: the models in DIR/<game> instead of the "
+                                                                   "shipped ones")
+    ap.add_argument("--sampling", default="", metavar="T:P:RP:RT", help="with --judge: these sampling settings "
+                                                                        "(0: the default's)")
+    ap.add_argument("--tag", default="", help="with --judge: write judge-TAG.md and .json")
     args = ap.parse_args()
+    if args.models:
+        MODELS["dir"] = {game: Path(args.models) / game for game in args.games}
+        EXTRA.append(f"--models {args.models}")
+    if args.sampling:
+        t, p, rp, rt = ([float(x) for x in args.sampling.split(":")] + [0.0] * 3)[:4]
+        SETTINGS.update(temperature=t, top_p=p, rhythm_top_p=rp, rhythm_temperature=rt)  # rp 0: one cut; rt 0: as the pitches
+        EXTRA.append(f"--sampling {args.sampling}")
+    if args.tag:
+        EXTRA.append(f"--tag {args.tag}")
     try:
         loops(args) if args.loops else sweep(args) if args.sweep else judge(args) if args.judge else report(args)
     except (ValueError, OSError) as e:

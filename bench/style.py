@@ -15,45 +15,20 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from heldout import song_nats  # noqa: E402  (bench/heldout.py: the same held-out windows)
 from vgmusic.checkpoint import read_sidecar, weights_path  # noqa: E402
-from vgmusic.encode import ANY_STYLE, PAD, control, get_encoding, load_songs  # noqa: E402
+from vgmusic.encode import ANY_STYLE, control, get_encoding, load_songs  # noqa: E402
 from vgmusic.infer import NumpyNet  # noqa: E402
-from vgmusic.sampling import log_probs  # noqa: E402
 from vgmusic.store import atomic_path  # noqa: E402
 
 ANY = "(any style)"
 
 
-def song_windows(ids, window, pad_id):
-    """Windows of `window` inputs (pads before the song, as training) and their targets, each target once."""
-    seq = np.concatenate([np.full(window, pad_id, np.int64), ids])
-    starts = list(range(0, len(seq) - window, window))
-    if starts[-1] != len(seq) - window - 1:
-        starts.append(len(seq) - window - 1)
-    x = np.stack([seq[s:s + window] for s in starts])
-    y = np.stack([seq[s + 1:s + window + 1] for s in starts])
-    # the last window overlaps the one before it: only its new targets count
-    keep = np.ones_like(y, bool)
-    if len(starts) > 1:
-        keep[-1, :window - (starts[-1] - starts[-2])] = False
-    keep &= y != pad_id
-    return x, y, keep
-
-
 def style_losses(net, vocab, ids, styles, window):
     """Mean nats per token of one song under each style token."""
-    pad = vocab.index[PAD]
-    x, y, keep = song_windows(np.asarray(ids), window, pad)
-    out = {}
-    for name, token in styles.items():
-        xs = x.copy()
-        xs[:, 0] = vocab.index[token]
-        lp = log_probs(net.forward(xs).reshape(-1, len(vocab)))
-        nll = -lp[np.arange(len(lp)), y.reshape(-1)].reshape(y.shape)
-        out[name] = float(nll[keep].mean())
-    return out
+    return {name: float(song_nats(net, vocab, ids, window, token)[0].mean()) for name, token in styles.items()}
 
 
 def main():

@@ -176,3 +176,30 @@ def test_a_game_without_songs_does_not_stop_the_others(corpus_songs, tmp_path, c
     assert f"warning: skipping game folder {songs / 'junk'}: no usable song among 1 file(s)\n" in err
     assert json.loads((tmp_path / "data" / "vocab.json").read_text())["classic"] == vocab
     assert not (tmp_path / "data" / "junk.json").exists()
+
+
+def test_parallel_extraction_equals_serial(corpus_songs, tmp_path):
+    """Two parsers at once write exactly what one writes: the same songs, in the same order, the same cache."""
+    out = {}
+    for workers in (1, 2):
+        data = tmp_path / f"w{workers}"
+        status = {}
+        summary, vocab = extract(corpus_songs, data, workers=workers, progress=False, status=status)
+        assert status["parsed"] == 7 and status["skipped"] == 0 and len(status["parsed_songs"]) == 7
+        out[workers] = (summary, vocab, {p.relative_to(data).as_posix(): p.read_bytes()
+                                         for p in sorted(data.rglob("*.json"))})
+    assert out[1] == out[2]
+    assert set(out[1][2]) >= {"chorales_a.json", "chorales_b.json", "vocab.json"} and len(out[1][2]) == 3 + 7
+
+
+def test_folders_anywhere_are_read_by_their_names(corpus_songs, tmp_path):
+    elsewhere = tmp_path / "far" / "away" / "mine"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "x.mid").write_bytes((corpus_songs / "chorales_b" / "bach_bwv102.7.mid").read_bytes())
+    summary, _ = extract(tmp_path / "no_songs_dir", tmp_path / "data", progress=False,
+                         folders=[corpus_songs / "chorales_a", elsewhere])
+    assert {g: n for g, (n, _) in summary.items()} == {"chorales_a": 4, "mine": 1}
+    assert json.loads((tmp_path / "data" / "mine.json").read_text())["songs"][0]["file"] == "x.mid"
+    (tmp_path / "other" / "mine").mkdir(parents=True)
+    with pytest.raises(ValueError, match="two folders named mine"):
+        extract(tmp_path, tmp_path / "data", progress=False, folders=[elsewhere, tmp_path / "other" / "mine"])

@@ -18,6 +18,7 @@ import os
 import stat
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -261,24 +262,36 @@ def _songs_in(folder, skip):
 
 
 def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=ExtractConfig.timeout,
-            max_memory=ExtractConfig.max_memory, status=None):
+            max_memory=ExtractConfig.max_memory, status=None, folders=()):
     """Parse every game folder, write data/<game>.json and data/vocab.json; return (summary, vocabulary).
-    A bad file or game folder is skipped with a warning; `status`, a dict, counts those in "skipped" and
-    the songs cached in "done" of "total", for a report when the run is cut short."""
+    `folders`, given, are the folders to read wherever they are (each one's name is its game's) instead of
+    those under `songs_dir`. A bad file or game folder is skipped with a warning; `status`, a dict, counts
+    those in "skipped", the songs cached in "done" of "total", and the files parsed now (not from the
+    cache) in "parsed" and the seconds their parsing took in "parse_seconds"."""
     status = {} if status is None else status
-    status["skipped"] = 0
+    status.update(skipped=0, parsed=0, parse_seconds=0.0)
 
     def skip(path, reason, what="skipping"):
         status["skipped"] += 1
         tqdm.write(f"warning: {what} {shown(path)}: {reason}", file=sys.stderr)
 
     songs_dir, data_dir = Path(songs_dir), Path(data_dir)
-    if not songs_dir.is_dir():
-        raise NoUsableSongs(f"{shown(songs_dir)}: songs folder not found (put one folder of .mid files per game there)")
-    folders = list(dict.fromkeys(songs_dir / g for g in games)) if games else sorted(
-        p for p in songs_dir.iterdir() if p.is_dir())
-    if not folders:
-        raise NoUsableSongs(f"{shown(songs_dir)}: no game folders (expected {shown(songs_dir)}/<game>/*.mid)")
+    if folders:
+        folders = list(dict.fromkeys(Path(f) for f in folders))
+        names = [f.name for f in folders]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two folders named {shown(twice[0])}: their songs would go to one "
+                             f"{shown(data_dir / (twice[0] + '.json'))}")
+    else:
+        if not songs_dir.is_dir():
+            raise NoUsableSongs(f"{shown(songs_dir)}: songs folder not found (put one folder of .mid files per "
+                                "game there)")
+        folders = list(dict.fromkeys(songs_dir / g for g in games)) if games else sorted(
+            p for p in songs_dir.iterdir() if p.is_dir())
+        if not folders:
+            raise NoUsableSongs(f"{shown(songs_dir)}: no game folders (expected {shown(songs_dir)}/<game>/*.mid)")
+    by_name = {f.name: f for f in folders}
     cache_dir = status["cache"] = data_dir / "cache"
     _check_writable(data_dir, cache_dir)
 
@@ -317,11 +330,16 @@ def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=Ext
                 result.update(version=EXTRACT_VERSION, timeout=timeout, max_memory=max_memory)
             _write(cache_dir / f"{job[1]}.json", result)
             status["done"] += 1
+            if "error" not in result:
+                status.setdefault("parsed_songs", set()).add(job[1])
+        started = time.perf_counter()
         try:
             parse_bounded([(p, d) for d, p in todo.items()], workers or os.cpu_count() or 1, timeout, max_memory,
                           done)
         finally:
             bar.close()
+            status["parsed"] = len(todo)
+            status["parse_seconds"] = time.perf_counter() - started
 
     vocab, summary = set(), {}
     for game, (found, named) in files.items():
@@ -348,10 +366,12 @@ def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=Ext
         _write(data_dir / f"{game}.json", {"game": shown(game), "songs": songs})
         summary[game] = (len(songs), sum(len(s["classic"]) for s in songs))
     if not summary:
+        where = (f"{shown(songs_dir)}: no usable song in any of its" if songs_dir in {f.parent for f in folders}
+                 else "no usable song in any of the")
         raise NoUsableSongs(f"{shown(folders[0])}: {reasons[folders[0].name]}" if len(folders) == 1 else
-                            f"{shown(songs_dir)}: no usable song in any of its {len(folders)} game folders")
+                            f"{where} {len(folders)} game folders")
     for game, reason in reasons.items():
-        skip(songs_dir / game, reason, "skipping game folder")
+        skip(by_name[game], reason, "skipping game folder")
 
     # The vocabulary spans every game in data/, not just those extracted now, so extracting one
     # game never silently re-numbers the tokens another game's model uses.
@@ -370,6 +390,10 @@ def extract(songs_dir, data_dir, games=(), workers=0, progress=True, timeout=Ext
 
 def main(argv=None):
     from .cli import build, on_terminal, parser_for, run_command
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--base" in argv:  # the base corpus: a command of its own, with its own flags
+        from .base import main as base_main
+        return base_main([a for a in argv if a != "--base"])
     status = {}
 
     def body():
@@ -377,6 +401,10 @@ def main(argv=None):
                             "and --max-memory, into data/<game>.json and one vocabulary, data/vocab.json. Exit "
                             "status: 0 all extracted; 1 something skipped (the rest written) or an error; 2 bad "
                             "usage; 130/143 interrupted (what was parsed stays cached: run again to resume).")
+        parser.add_argument("--base", action="store_true",
+                            help="instead, build the base corpus: every song we may use (the music21 and Debian "
+                                 "corpora, the original songs, your folders) exported, extracted and written as "
+                                 "token shards; `--base --help` lists its flags")
         cfg = build(ExtractConfig, parser.parse_args(argv))
         summary, tokens = extract(cfg.songs_dir, cfg.data_dir, cfg.games, cfg.workers, timeout=cfg.timeout,
                                   max_memory=cfg.max_memory, status=status, progress=on_terminal(sys.stderr))

@@ -171,7 +171,7 @@ def starting_point(cfg, meta):
     # window may differ, they shape no weight
     read_weights(path, meta["arch"], len(meta["vocab"]), meta["hparams"])
     check_weights_file(path, old, "best")
-    return {"weights": path, "record": {"folder": str(folder), "game": old.get("game"),
+    return {"weights": path, "record": {"folder": "base" if cfg.init_from == "base" else str(folder), "game": old.get("game"),
                                         "weights_sha256": (old.get("weights_sha256") or {}).get("best"),
                                         "best_val_loss": old.get("best_val_loss")}}
 
