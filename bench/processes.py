@@ -22,7 +22,11 @@ ENV = dict(os.environ)  # replaced by bench/run.py with the environment it start
 # --- (d) whole composing processes ----------------------------------------------------------------------
 
 # ratio: (process, minus process, target), of CPU medians over E's; C - D is what the events themselves cost
-RATIOS = {"A/E": ("A", None, 0.25), "B/E": ("B", None, 0.15), "(C - D)/E": ("C", "D", 0.05), "C/E": ("C", None, None)}
+RATIOS = {"A/E": ("A", None, 0.25), "B/E": ("B", None, 0.15), "(C - D)/E": ("C", "D", 0.05), "C/E": ("C", None, None),
+          "F/E": ("F", None, 0.30), "M/E": ("M", None, 0.25)}
+# F: issue 16's measure, a game loop as a developer asks for one: a 16-bar four-track arrangement with
+# its mix and stems, the piano roll and the page (the Final Fantasy VII model: any shipped model costs the same)
+LOOP_GAME, LOOP_FLAGS = "final_fantasy_7", ["--bars", "16", "--loop"]
 
 
 def child(cmd):
@@ -49,7 +53,7 @@ def imported_modules(importtime_stderr):
 
 
 def compose_process(args, tmp):
-    """Cold processes A-E, interleaved A B C D E A B C D E ...: medians, RATIOS, imports."""
+    """Cold processes A-F and M against E, interleaved: medians, RATIOS, imports."""
     tmp, model_dir = Path(tmp), []
     shipped = (ROOT / GAME / "weights" / "model.json").exists()
     if not shipped:  # a checkout before any training: a small model of the same shape composes as fast
@@ -62,11 +66,18 @@ def compose_process(args, tmp):
     procs = {"A": (n, [], f"`predict.py`, a {n}-event song and all it writes by default: MIDI, 44.1 kHz stereo "
                           "WAV, piano roll, listening page"), "B": (n, quiet[:1], "the same with `--no-audio`"),
              "C": (n, quiet, "composing alone: the same with `--no-audio --no-roll --no-page`"),
-             "D": (short, quiet, f"C at {short} events")}
-    cmds = {k: [sys.executable, str(ROOT / GAME / "predict.py"), "--out", str(tmp / k / "song.mid"), "--seed",
-                str(args.predict_seed), "--length", str(e), "--data-dir", str(tmp / "no_data"), *model_dir, *flags]
+             "D": (short, quiet, f"C at {short} events"),
+             "F": (None, LOOP_FLAGS, f"`{LOOP_GAME}/predict.py {' '.join(LOOP_FLAGS)}`: a four-track arrangement "
+                                     "with its mix and a stem per track, the piano roll and the page"),
+             # A as it was before arrangements became the default: the one melody line, all it writes
+             "M": (n, ["--tracks", "melody"], "A with `--tracks melody`: the single line, MIDI, WAV, roll, page")}
+    cmds = {k: [sys.executable, str(ROOT / (LOOP_GAME if e is None else GAME) / "predict.py"), "--out",
+                str(tmp / k / "song.mid"), "--seed", str(args.predict_seed),
+                *([] if e is None else ["--length", str(e)]), "--data-dir", str(tmp / "no_data"),
+                *(model_dir if e is not None else []), *flags]
             for k, (e, flags, _) in procs.items()}  # each in its own folder, with its own listening page
     cmds["E"], load, runs = [sys.executable, "-c", TF_ONLY], os.getloadavg(), {k: [] for k in [*procs, "E"]}
+    cmds = {k: cmds[k] for k in runs}  # E in its place among the others
     # untimed first runs: everything read from disk into the page cache, and what each process imports
     modules = {k: imported_modules(child([c[0], "-X", "importtime", *c[1:]])[2].stderr) for k, c in cmds.items()}
     for i in range(args.process_runs):  # a change in the machine's load hits every process alike
@@ -97,8 +108,9 @@ def compose_rows(p):
         what = (f", {p['events'] - p['short_events']} more events" if "D" in k else "") + (
             "" if r["target"] is None else f" (target <= {r['target']:g})")
         rows.append(f"| ratio of CPU medians {k}{what} | {r['value']:.3f}{VERDICT[r['passed']]} | |")
-    return rows, (f"Composing: medians of {len(p['runs']['A'])} cold processes each, interleaved A B C D E A B C D "
-                  f"E ..., with the {p['model']} Pokemon model, `--seed {p['seed']}` (A {p['wrote']}); CPU is user + "
+    order = " ".join(p["runs"])
+    return rows, (f"Composing: medians of {len(p['runs']['A'])} cold processes each, interleaved {order} {order} "
+                  f"..., with the {p['model']} Pokemon model, `--seed {p['seed']}` (A {p['wrote']}); CPU is user + "
                   f"sys of the child; load average {p['load_average'][0][0]:.2f} before, {p['load_average'][1][0]:.2f}"
                   f" after, on {p['cpus']} CPUs. Top-level modules imported: " + ", ".join(
                       f"{k} {n}" for k, n in p["modules_imported"].items())

@@ -12,11 +12,13 @@
     (predicting each token from the 25 before it) against training seconds, plus a bigram count model;
 (c) extracting the 46 songs cold, then again from the cache (wall time of get_all_notes.py);
 (d) composing: CPU seconds (user + sys) of whole cold processes with the shipped Pokemon model, medians of
-    --process-runs, interleaved A B C D E A B C D E ...: (A) a default `predict.py` writing all it writes
+    --process-runs, interleaved A B C D F M E A B C D F M E ...: (A) a default `predict.py` writing all it writes
     (MIDI, 44.1 kHz stereo WAV, piano roll, listening page), (B) A with --no-audio, (C) composing alone
     (--no-audio --no-roll --no-page), (D) C at 50 events, against (E) a process that only imports TensorFlow
-    and Keras (what any TensorFlow composer pays first): A/E, B/E, (C - D)/E (what 450 more events cost),
-    and whether predict.py ever imports TensorFlow;
+    and Keras (what any TensorFlow composer pays first), (F) `final_fantasy_7/predict.py --bars 16
+    --loop`, a four-track arrangement with mix, stems, roll and page, and (M) A with `--tracks melody`,
+    the single line: A/E, B/E, (C - D)/E (what 450 more events cost), F/E, M/E, and whether predict.py
+    ever imports TensorFlow;
 Audio rendering and batch composing are measured by bench/output.py.
 Writes results.md, results.json and loss_vs_time.png into --out; `--only compose` runs (d) alone (about a
 minute) into compose.md and compose.json there, leaving the full run's files as they are.

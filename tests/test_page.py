@@ -296,3 +296,52 @@ def test_a_folder_with_no_songs(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # a machine without Chromium
     with pytest.raises(ValueError, match="needs Chromium"):
         screenshot(page, tmp_path / "x.png")
+
+
+# Waits until the game player's files are loaded, then says where its button is on the screen.
+GAME_READY = """new Promise(done => {
+  const p = document.querySelector('.game-player'), started = Date.now();
+  const look = () => {
+    if ([...p.querySelectorAll('audio')].some(a => a.readyState < 1)) {
+      return Date.now() - started < 20000 ? setTimeout(look, 50) : done({error: 'the files did not load'});
+    }
+    const box = p.querySelector('button').getBoundingClientRect();
+    done({x: box.x + box.width / 2, y: box.y + box.height / 2});
+  };
+  look();
+})"""
+# After the click: skips to the intro's last 0.2 s and reports, a moment later, whether the body took over.
+GAME_PLAYED = """new Promise(done => {
+  const p = document.querySelector('.game-player'), [intro, body] = p.querySelectorAll('audio');
+  intro.currentTime = intro.duration - 0.2;
+  setTimeout(() => done({intro: intro.duration, body: body.duration, looping: body.loop && !body.paused,
+                         ended: intro.ended, scripts: document.querySelectorAll('script').length,
+                         links: [...document.querySelectorAll('.game a[download]')].map(a => a.href)}), 1500);
+})"""
+
+
+def test_the_page_offers_the_game_files_and_plays_the_intro_then_the_loop(tmp_path, browser):
+    pytest.importorskip("soundfile")
+    pytest.importorskip("mutagen")
+    pytest.importorskip("pyloudnorm")
+    from vgmusic.export import export_song
+    s = Song(tracks=[Track([Note(b, 1, 60 + b % 8) for b in range(20)], name="Flute", program=73, role="melody"),
+                     Track([Note(b * 4, 4, 36) for b in range(5)], name="Bass", program=33, role="bass")],
+             tempos=[(0.0, 120.0)], length=20.0, sections=[Section(0.0, "intro"), Section(4.0, "A")],
+             loop=(4.0, 20.0))
+    write_midi(s, tmp_path / "g.mid")
+    export_song(s, tmp_path / "g.mid", split=True)
+    (tmp_path / "g.song.json").write_text(json.dumps({"midi": "g.mid", "wav": "g.wav", "date": "2025-06-01T10:00",
+                                                      "song": s.to_json()}))
+    button = browser.evaluate(write_page(tmp_path, "game").as_uri(), GAME_READY)
+    assert "error" not in button, button
+    for kind in ("mousePressed", "mouseReleased"):  # a real click: browsers play sound only after one
+        browser.call("Input.dispatchMouseEvent", session=browser.session, type=kind, x=button["x"], y=button["y"],
+                     button="left", clickCount=1)
+    seen = browser.run(GAME_PLAYED)
+    assert seen["intro"] == pytest.approx(2.0, abs=0.01) and seen["body"] == pytest.approx(8.0, abs=0.01)
+    assert seen["ended"] and seen["looping"] and seen["scripts"] == 1
+    names = sorted(Path(urlparse(u).path).name for u in seen["links"])
+    assert names == sorted([f"g.{label}.{kind}" for label in ("mix", "intro", "body", "stem-melody", "stem-bass")
+                            for kind in ("ogg", "wav")] + ["g.cue.json"])
+    assert all((tmp_path / n).is_file() for n in names)

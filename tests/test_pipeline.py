@@ -109,7 +109,7 @@ def test_songs_are_whole_phrases_that_repeat_in_form(trained, tmp_path):
     """Without any songs on the machine (as with a shipped model), a song starts from the model itself,
     ends on a bar line, and a repeated letter of the form repeats its phrase."""
     out = _predict(tmp_path / "no-data-here", trained, tmp_path / "s.mid", "--length", "40", "--seed", "4",
-                   "--form", "AAB", "--phrase-bars", "2")
+                   "--form", "AAB", "--phrase-bars", "2", "--tracks", "melody")  # the form is the melody's
     notes, end = _onsets(out)
     assert end % 8 == 0 and end >= 24  # whole 2-bar phrases, at least one pass through the form
 
@@ -149,7 +149,15 @@ def test_shipped_models_compose_without_any_songs(game, tmp_path):
                                         "--length", "40", "--seed", "1", "--no-audio", "--no-roll", "--no-page"])[0]
     notes, end = _onsets(out)
     assert len(notes) >= 40 and end % 16 == 0  # whole 4-bar phrases
-    assert len({p % 12 for _, p in notes}) <= 9  # in a key, not all twelve pitch classes
+    song = Song.from_json(json.loads(out.with_suffix(".song.json").read_text())["song"])
+    melody = song.melody().notes
+    assert song.melody().role == "melody" and len({n.pitch % 12 for n in melody}) <= 9  # in a key, not all twelve
+    # and the arrangement in the key it was harmonised in: its chords borrow (bVII, iv) and its bass
+    # approaches, but most of what sounds is the key's own scale
+    tonic, mode = song.key.tonic, song.key.mode
+    scale = {(tonic + d) % 12 for d in ((0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 10))}
+    pitched = song.notes()
+    assert sum(n.duration for n in pitched if n.pitch % 12 in scale) >= 0.75 * sum(n.duration for n in pitched)
 
 
 def test_prime_from_midi_file(trained, corpus_data, corpus_songs, tmp_path):
@@ -162,9 +170,9 @@ def test_temperature_zero_is_argmax(classic, corpus_data, corpus_songs, tmp_path
     """The original's decoding: the seed no longer matters, each token is the likeliest."""
     prime = corpus_songs / "chorales_b" / "bach_bwv102.7.mid"
     a = _predict(corpus_data, classic, tmp_path / "a.mid", "--prime", prime, "--temperature", "0", "--seed", "1",
-                 "--length", "30")
+                 "--length", "30", "--tracks", "melody")  # the arrangement draws from the seed
     b = _predict(corpus_data, classic, tmp_path / "b.mid", "--prime", prime, "--temperature", "0", "--seed", "2",
-                 "--length", "30")
+                 "--length", "30", "--tracks", "melody")
     assert a.read_bytes() == b.read_bytes()
     model = load_model(classic)
     logits = model.make_stepper(1).start((np.arange(25) % len(model.vocab))[None])

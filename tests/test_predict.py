@@ -18,10 +18,11 @@ from vgmusic.cli import build
 from vgmusic.compose import compose, load_model
 from vgmusic.config import PredictConfig
 from vgmusic.decode import decode
+from vgmusic.ensembles import ENSEMBLES
 from vgmusic.form import FormPlan
 from vgmusic.loop import BAR
 from vgmusic.sampling import Sampling, log_probs
-from vgmusic.theory import parse_key
+from vgmusic.theory import ROLES, parse_key
 
 GAME = "final_fantasy_7"
 SCRIPT = ROOT / GAME / "predict.py"
@@ -92,19 +93,44 @@ def test_num_writes_distinct_songs_in_one_batch_and_the_seed_repeats_them(tmp_pa
 
 
 def test_bpm_and_instrument(tmp_path):
-    (out,) = _run(tmp_path, "--bars", 2, "--bpm", 96.5, "--instrument", "flute", "--seed", 1)
+    (out,) = _run(tmp_path, "--bars", 2, "--bpm", 96.5, "--instrument", "flute", "--tracks", "melody", "--seed", 1)
     _, _, tempo, programs = _notes(out)
     assert tempo == pytest.approx(96.5, abs=0.01) and programs == {73}
-    (out,) = _run(tmp_path, "--bars", 2, "--instrument", "square lead", "--seed", 1, name="b.mid")
+    (out,) = _run(tmp_path, "--bars", 2, "--instrument", "square lead", "--tracks", "melody", "--seed", 1,
+                  name="b.mid")
     assert _notes(out)[3] == {80}
-    (out,) = _run(tmp_path, "--bars", 2, "--instrument", 33, "--seed", 1, name="c.mid")
+    (out,) = _run(tmp_path, "--bars", 2, "--instrument", 33, "--tracks", "melody", "--seed", 1, name="c.mid")
     assert _notes(out)[3] == {33}
+
+
+def test_an_arrangement_by_default_each_track_its_own_channel_and_instrument(tmp_path):
+    """The default is the game's ensemble (16bit for Final Fantasy VII) playing melody, harmony, bass and
+    drums; --instrument TRACK=NAME changes one track's program and nothing else; --tracks chooses the parts."""
+    (full,) = _run(tmp_path, "--bars", 4, "--seed", 2, name="full.mid")
+    (other,) = _run(tmp_path, "--bars", 4, "--seed", 2, "--instrument", "bass=fretless bass", "flute", name="o.mid")
+    (trio,) = _run(tmp_path, "--bars", 4, "--seed", 2, "--tracks", "melody", "bass", "drums", name="trio.mid")
+
+    def tracks(path):
+        out = []
+        for track in mido.MidiFile(path).tracks[1:]:  # the conductor first
+            notes = [(m.channel, m.note) for m in track if m.type == "note_on" and m.velocity]
+            programs = {m.program for m in track if m.type == "program_change"}
+            out.append((track.name, {c for c, _ in notes}, programs, [n for _, n in notes]))
+        return out
+    a, b, c = tracks(full), tracks(other), tracks(trio)
+    sixteen = ENSEMBLES["16bit"].parts  # each track named by its part's instrument
+    assert [t[0] for t in a] == [sixteen[r].name for r in ROLES] and all(t[3] for t in a)
+    assert [t[1] for t in a] == [{0}, {1}, {2}, {9}]  # drums on channel 10
+    record = json.loads(full.with_suffix(".song.json").read_text())
+    assert record["settings"]["ensemble"] == "16bit" and record["song"]["meta"]["arrangement"]["ensemble"] == "16bit"
+    assert [t[2] for t in b][:3] == [{73}, a[1][2], {35}] and [t[3] for t in b] == [t[3] for t in a]
+    assert [t[0] for t in c] == [sixteen[r].name for r in ("melody", "bass", "drums")] and c[0][3] == a[0][3]
 
 
 @pytest.mark.parametrize("key", ["D major", "Bb", "E minor", "F# minor"])
 def test_key_moves_the_song_and_nothing_else(key, tmp_path):
-    (plain,) = _run(tmp_path, "--bars", 8, "--seed", 5, name="plain.mid")
-    (moved,) = _run(tmp_path, "--bars", 8, "--seed", 5, "--key", key, name="moved.mid")
+    (plain,) = _run(tmp_path, "--bars", 8, "--seed", 5, "--tracks", "melody", name="plain.mid")
+    (moved,) = _run(tmp_path, "--bars", 8, "--seed", 5, "--key", key, "--tracks", "melody", name="moved.mid")
     a, b = _notes(plain)[0], _notes(moved)[0]
     shifts = {q - p for (_, p), (_, q) in zip(a, b)}
     assert len(a) == len(b) and [t for t, _ in a] == [t for t, _ in b] and len(shifts) == 1
@@ -258,3 +284,24 @@ def test_interrupt_leaves_one_line_and_no_partial_file(sig, code, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code and "Traceback" not in err
     assert err.strip() == "interrupted: no song was written" and os.listdir(tmp_path) == []
+
+
+def test_a_loop_writes_a_stem_per_track_that_sums_to_the_mix(tmp_path):
+    """--loop of an arrangement: NAME.stem-TRACK.wav beside NAME.wav, sample-aligned, each with the loop's
+    smpl chunk, at the mix's gain, so that the stems add up to the mix (to the rounding of each)."""
+    import wave
+    from vgmusic.wavloop import read_wav
+    (out,) = _run(tmp_path, "--bars", 2, "--loop", "--seed", 3, extra=("--no-roll", "--no-page"))
+
+    def samples(path):
+        with wave.open(str(path)) as w:
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 44100)
+            return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int64)
+    mix = samples(out.with_suffix(".wav"))
+    stems = {r: samples(out.with_suffix(f".stem-{r}.wav")) for r in ROLES}
+    assert all(len(s) == len(mix) for s in stems.values()) and all(np.abs(s).max() > 0 for s in stems.values())
+    assert np.abs(sum(stems.values()) - mix).max() <= len(stems)  # each rounded once
+    info = read_wav(out.with_suffix(".stem-bass.wav"))
+    assert info["loops"] == [(0, 0, len(mix) // 2 - 1)]  # forward, the whole song: its first frame to its last
+    (plain,) = _run(tmp_path, "--bars", 2, "--seed", 3, name="plain.mid", extra=("--no-roll", "--no-page"))
+    assert not list(tmp_path.glob("plain.stem-*"))  # a song that does not loop: the mix alone

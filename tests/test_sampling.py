@@ -117,3 +117,18 @@ def test_replayed_steps_still_draw_once_per_row(replays):
     assert rng.random() == reference.random()
     if replays:
         assert plans[0].got == list(range(1, 11))
+
+
+@pytest.mark.parametrize("settings", [Sampling(), Sampling(0.8, 20, 0.9), Sampling(1.0, 0, 0.85, rhythm_top_p=1.0),
+                                      Sampling(0.7, 0, 0.8, rhythm_temperature=1.3, rhythm_top_p=0.95),
+                                      Sampling(1e-300, 0, 0.85, rhythm_top_p=1.0)])
+def test_one_row_draws_what_a_batch_draws(settings):
+    """A song composed alone takes pick's 1-D path; a batch the 2-D one: the same row and the same
+    uniform draw must give the same token, bit for bit, on either (so --num never changes a song)."""
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        z = (rng.normal(size=len(TOKENS)) * rng.uniform(0.5, 4)).astype(np.float32)
+        seed = int(rng.integers(1 << 30))
+        alone = settings.draw(z[None], np.random.default_rng(seed), BANNED, KINDS)
+        batch = settings.draw(np.stack([z, z[::-1]]), np.random.default_rng(seed), BANNED, KINDS)
+        assert alone.shape == (1,) and alone[0] == batch[0]

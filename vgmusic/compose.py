@@ -124,11 +124,12 @@ class Request:
     instrument: str = ""  # its name, for the track
     seed: int = None  # None draws a fresh one (the songs' meta records it)
     style: str = ""  # a --style model: compose in this source's style ("": in all of them)
+    intro: int = 0  # bars of intro before the song, which then loops after it (an intro implies `loop`)
 
 
 def compose(model, request, progress=False):
     """`request.num` Songs composed as one batch, each with one melody track, its form's sections and,
-    for a loop, its loop points and seam figures (in meta["loop"])."""
+    for a loop, its loop points and seam figures (in meta["loop"]); with an intro, the loop starts after it."""
     r = request
     seed = r.seed if r.seed is not None and r.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 32)
     rng = np.random.default_rng(seed)
@@ -141,9 +142,13 @@ def compose(model, request, progress=False):
     bpm = r.bpm or tempo or 120.0
     bars = r.bars or (max(1, round(r.seconds * bpm / 60 / BEATS_PER_BAR)) if r.seconds else 0)
     enc, vocab = model.enc, model.vocab
+    # an intro is where the song begins, so it starts from the start of a song (or the prime) and needs
+    # no preroll: the body's first bar is already a continuation, of the intro
+    looping = r.loop or r.intro > 0
+    preroll = r.phrase_bars if looping and not r.intro else 0
     with Progress(progress, bars, r.num) as shown:
         def compose_more(n):
-            plans = [FormPlan(enc, vocab, r.form, r.phrase_bars, r.events, bars, r.phrase_bars if r.loop else 0)
+            plans = [FormPlan(enc, vocab, r.form, r.phrase_bars, r.events, bars, preroll, r.intro)
                      for _ in range(n)]
             stepper = model.make_stepper(n)
             logits = stepper.start(np.tile(np.asarray(ids, np.int64)[None], (n, 1)))
@@ -151,7 +156,7 @@ def compose(model, request, progress=False):
                    progress=lambda: shown.composing(min(p.length for p in plans)), kinds=model.kinds)
             return plans
         plans, loops = compose_more(r.num), [None] * r.num
-        if r.loop:
+        if looping:
             from .loop import close_loops, loop_songs
             loops = loop_songs(plans, compose_more, lambda songs: close_loops(
                 model.make_stepper, enc, vocab, ids, songs, rng, r.sampling, model.banned,
@@ -178,7 +183,7 @@ def _song(model, r, plan, loop, index, seed, bpm, back):
     track.notes = track.playable()  # a long note the same pitch strikes again ends where it is struck
     return Song(tracks=[track], tempos=[(0.0, float(bpm))], key=key, length=end,
                 sections=[Section(start / GRID, label) for start, label in plan.sections],
-                loop=(0.0, end) if loop else None,
+                loop=(plan.intro / GRID, end) if loop else None,
                 meta={"seed": seed, "index": index + 1, "events": enc.events(tokens), "tokens": tokens,
                       "key": reached, "loop": loop,
                       "preroll": [vocab.tokens[t] for t in plan.tokens[:plan.skip]]})

@@ -10,7 +10,19 @@ from pathlib import Path
 
 from . import ROOT
 from .nets import ARCHS  # the registry of the networks (imports NumPy, neither TensorFlow nor h5py)
-from .theory import gm_program, parse_key  # the --instrument and --key checks
+from .theory import ROLES, gm_program, instrument_choice, parse_bars, parse_key  # the flags' checks
+
+# The ensembles of vgmusic/ensembles.py, by name (listed here so config stays free of the arranger's imports)
+ENSEMBLE_NAMES = ("chip", "16bit", "orchestra", "piano", "band")
+# Each game's own sound when --ensemble is not given: the machine its music was written for
+GAME_ENSEMBLES = {
+    "pokemon_red_blue_yellow": "chip",  # the Game Boy: two pulse voices, a wave channel and noise
+    "zelda_ocarina_of_time": "orchestra",  # the N64's sampled flutes, strings, harp and percussion
+    "final_fantasy_7": "16bit",  # the PlayStation's synthesised band, in the line of the SNES scores
+    "three_games_combined": "16bit",
+}
+DEFAULT_ENSEMBLE = "16bit"  # a user's own game: the fullest of the synthesised sounds
+
 
 
 def _opt(default, help, check=None, **kw):
@@ -178,9 +190,27 @@ class PredictConfig:
     bpm: float = _opt(0.0, "tempo of the written song in beats per minute (0: the prime's, else the training "
                            "songs' median)", (lambda v: v == 0 or BPM_RANGE[0] <= v <= BPM_RANGE[1],
                                               f"0 or from {BPM_RANGE[0]:g} to {BPM_RANGE[1]:g}"))
-    instrument: str = _opt("piano", "General MIDI instrument by name ('flute', 'acoustic guitar (nylon)', part of "
-                                    "a name) or program number 0-127",
-                         _parses(gm_program, "a General MIDI instrument name (e.g. 'flute') or 0-127"))
+    # An arrangement by default: the game music a developer puts in a level is melody, harmony, bass and
+    # drums (Debian's 108 game songs: 5-8 instruments each, drums in 104); 'melody' alone is the single line
+    # of earlier versions
+    tracks: list = _opt((), "the parts to write, each its own MIDI track, channel and stem: melody, harmony, bass, "
+                            "drums (melody alone: the single line; default: the ensemble's, all four but piano's "
+                            "two hands: melody harmony)", nargs="+", choices=ROLES, metavar="TRACK")
+    ensemble: str = _opt("", "the instruments, registers and voice limits: " + ", ".join(ENSEMBLE_NAMES)
+                             + f" (a game's own: GAME_ENSEMBLES in vgmusic/config.py; others {DEFAULT_ENSEMBLE})",
+                         (lambda v: v in ("",) + ENSEMBLE_NAMES, "one of " + ", ".join(ENSEMBLE_NAMES)))
+    instrument: list = _opt((), "TRACK=NAME gives one track another General MIDI instrument, by name ('bass=fretless "
+                                "bass', part of a name will do) or program 0-127; a NAME alone is the melody's "
+                                "(default: the ensemble's)", _parses(instrument_choice, "a General MIDI instrument name "
+                                "(e.g. 'flute') or 0-127, or TRACK=NAME with TRACK one of melody, harmony, bass"),
+                         nargs="+", metavar="[TRACK=]NAME")
+    melody: str = _opt("", "arrange the tune of this MIDI file (its highest busy track) instead of composing one")
+    edit: str = _opt("", "a song this tool wrote (SONG.mid, with its record SONG.song.json beside it): compose "
+                         "--track of it anew and keep every other track note for note, into a new file")
+    track: str = _opt("", "with --edit: the track to compose anew (harmony, bass or drums)",
+                      (lambda v: v in ("", "harmony", "bass", "drums"), "harmony, bass or drums"))
+    edit_bars: str = _opt("", "with --edit: only these bars of the track, e.g. 5-8 or 9 (default: all)",
+                          _parses(parse_bars, "bars FIRST-LAST or one bar, counted from 1"))
     key: str = _opt("", "transpose the song to this key, e.g. 'D minor', 'Bb major', 'F#' (default: as composed; "
                         "key-normalised models compose in C major / A minor)",
                   _parses(parse_key, "a key such as 'D minor', 'Bb major' or 'F#'"))
@@ -189,6 +219,27 @@ class PredictConfig:
     audio: bool = _opt(True, "also render a WAV with the General MIDI SoundFont (TimGM6mb, from pretty_midi)")
     roll: bool = _opt(True, "also draw a piano roll (<name>.png)")
     page: bool = _opt(True, "rewrite the listening page index.html in the output folder")
+    # The files a game plays (vgmusic/export.py; the README's "Using a loop in a game"): engines loop an Ogg
+    # by its LOOPSTART/LOOPLENGTH comments (RPG Maker) or a WAV by its smpl chunk (Godot's importer)
+    export: str = _opt("", "also write the game files: 'ogg', 'wav' or 'ogg,wav': the mix and each track's stem "
+                           "with the loop points inside (NAME.mix.ogg, NAME.stem-bass.wav ...), loudness-"
+                           "normalised, and a cue sheet NAME.cue.json ('': none)",
+                       (lambda v: all(x.strip().lower() in ("ogg", "wav") for x in v.split(",")) or not v.strip(),
+                        "ogg, wav or ogg,wav"))
+    intro: int = _opt(0, "compose this many bars of intro that lead into the song, which then loops after them "
+                         "(implies --loop; --bars and --length count the loop body)", between(0, 64))
+    split: bool = _opt(False, "with --export and --intro: also write the intro and the loop body as two files "
+                              "(NAME.intro.*, NAME.body.*) that play back to back (Unity, Godot 4)")
+    stems: bool = _opt(True, "a loop of several tracks (and any song with --export): each track also on its own, "
+                             "NAME.stem-TRACK.wav, at the mix's gain, so the stems sum to the mix (layering)")
+    # Sony's ASWG-R001 asks -18 LUFS of portable and -24 of console games; PC and mobile stores ask
+    # nothing, and -16 to -14 is what players' other audio runs at. A game's music plays under effects and
+    # voice, and solo instruments here peak 12-17 dB over their loudness: at -18 the -1 dBTP ceiling
+    # rarely holds a song back (bench/results/export.md), and a console build turns it down by 6 dB
+    loudness: float = _opt(-18.0, "with --export: the integrated loudness (LUFS, ITU-R BS.1770) the mix is "
+                                  "brought to by one gain, the stems with it", between(-70, 0))
+    peak: float = _opt(-1.0, "with --export: the true-peak ceiling (dBTP); a song that would pass it at "
+                             "--loudness stays quieter instead (no limiter)", between(-30, 0))
     seed: int = _opt(-1, "random seed; -1 draws a fresh one (printed), any other value repeats a run", SEED)
 
 

@@ -24,21 +24,30 @@ class FormPlan:
     """One song being written: where it is in time and in the form, and what it must replay.
     It ends after `events` events at a phrase's end, or, given `bars`, after exactly that many bars.
     `preroll` bars are composed first and dropped, so the song starts mid-music (a loop has no
-    beginning); `song` and `length` are the song's own tokens and grid steps."""
+    beginning); `song` and `length` are the song's own tokens and grid steps. `intro` bars come first,
+    composed freely and never replayed (a section labelled "intro", outside the form), and the form
+    follows them: the body, which a game loops after the intro has played once."""
     scored = False
 
-    def __init__(self, enc, vocab, form, phrase_bars, events, bars=0, preroll=0):
+    def __init__(self, enc, vocab, form, phrase_bars, events, bars=0, preroll=0, intro=0):
         self.enc, self.vocab, self.form, self.events = enc, vocab, parse_form(form), events
         self.bar = BEATS_PER_BAR * GRID
-        self.phrase, self.total = phrase_bars * self.bar, bars * self.bar
+        self.phrase, self.total = phrase_bars * self.bar, (bars + intro if bars else 0) * self.bar
+        self.intro, self.body_at = intro * self.bar, 0  # the intro's grid steps; where its body's tokens start
         self.tokens, self.now, self.section, self.t0, self.skip = [], 0, -1, 0, 0
         self.phrases = {}  # (letter, cycle) -> (tokens, index where its last bar starts)
         self.sections = []  # (start step, label) of each phrase written
         self.forced, self.done = deque(), False
         if preroll:  # a phrase outside the form, none of it kept
             self.start, self.end, self.key, self.recording, self.count = 0, preroll * self.bar, None, None, 0
+        elif intro:
+            self.start_intro()
         else:
             self.next_section()
+
+    def start_intro(self):
+        self.start, self.end, self.key, self.recording, self.count = self.now, self.now + self.intro, "intro", None, 0
+        self.sections.append((self.length, "intro"))
 
     @property
     def replays(self):
@@ -87,13 +96,16 @@ class FormPlan:
             return
         if self.key is None:  # the preroll is over: the song starts here
             self.t0, self.skip = self.now, len(self.tokens)
+            return self.start_intro() if self.intro else self.next_section()
+        if self.key == "intro":  # the body starts here, its form from the beginning
+            self.body_at = len(self.tokens) - self.skip
             return self.next_section()
         if self.recording is not None:
             self.phrases[self.key] = (self.recording, self.cut or len(self.recording))
         if self.total:
             finished = self.length >= self.total
         else:
-            finished = self.enc.events([self.vocab.tokens[t] for t in self.song]) >= self.events
+            finished = self.enc.events([self.vocab.tokens[t] for t in self.song[self.body_at:]]) >= self.events
         if finished and not self.forced:
             self.done = True
         else:

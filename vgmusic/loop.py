@@ -4,7 +4,8 @@ follows another inside the song, by the model's own judgement.
 Background music repeats for as long as the player stays, so the seam is heard every time. The
 song is composed as usual (whole bars, in its form); then, for each song, the network reads it up to its
 last bar (a Reading plan, every token scored), and `candidates` ClosingPlans go on from there as one
-batch: each writes a new last bar and is scored on the song's first bar fed right after it (the seam).
+batch: each writes a new last bar and is scored on the song's first bar fed right after it (the seam;
+after an intro, the body's first bar).
 A loop passes when its seam costs no more than the median bar inside the song, so returning to
 the start is no less expected than the song's own continuations. The best candidate is kept;
 songs that no candidate closes are composed again, up to `tries` times.
@@ -89,18 +90,20 @@ def close_loop(make_stepper, enc, vocab, seed_ids, plan, rng, sampling, banned=(
                progress=None, keep=False, kinds=None):
     """The best of `candidates` last bars for one song (a form.FormPlan, done), as a dict of the song's
     tokens, its seam and typical loss, and whether the seam passes. The song up to its last bar is read
-    once; the candidates then go on from there as one batch. `keep` scores the song as it is."""
+    once; the candidates then go on from there as one batch. `keep` scores the song as it is. A song with
+    an intro loops its body: the seam leads into the body's first bar, and the typical bar is the body's."""
     song = plan.song
+    intro = cut_at(enc, vocab, song, getattr(plan, "intro", 0))  # the intro's tokens (none without one)
     cut = len(song) if keep else cut_at(enc, vocab, song, plan.length - BAR)
     stepper = make_stepper(1)
     logits = stepper.start(np.asarray(seed_ids, np.int64)[None])
     # time counts from the song's start, after its preroll
-    reading = Reading(enc, vocab, plan.tokens[:plan.skip] + song[:cut], skip=plan.skip, start=-plan.t0)
+    reading = Reading(enc, vocab, plan.tokens[:plan.skip] + song[:cut], skip=plan.skip + intro, start=-plan.t0)
     logits = decode(stepper, logits, [reading], rng)
     candidates = 1 if keep else candidates
     stepper.expand(candidates)
     logits = np.repeat(logits, candidates, axis=0)
-    opening = song[:cut_at(enc, vocab, song, BAR)]
+    opening = song[intro:intro + cut_at(enc, vocab, song[intro:], BAR)]
     rows = [ClosingPlan(enc, vocab, plan.length, reading.now, reading.bar_loss, opening) for _ in range(candidates)]
     decode(stepper, logits, rows, rng, sampling, banned,
            progress=progress and (lambda: progress(min(r.progress() for r in rows))), kinds=kinds)

@@ -155,9 +155,8 @@ def song_to_midi(song):
         if not bpm > 0:
             raise ValueError(f"tempo must be positive, got {bpm} at beat {beat:g}")
     conductor = mido.MidiTrack()
-    events = [(round(beat * TICKS_PER_BEAT), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
-              for beat, bpm in song.tempos]
-    events.insert(1, (0, mido.MetaMessage("time_signature", numerator=song.metre[0], denominator=song.metre[1])))
+    events = [(round(beat * TICKS_PER_BEAT), "set_tempo", dict(tempo=mido.bpm2tempo(bpm))) for beat, bpm in song.tempos]
+    events.insert(1, (0, "time_signature", dict(numerator=song.metre[0], denominator=song.metre[1])))
     end = round(song.end * TICKS_PER_BEAT)
     midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
     midi.tracks.append(_track(conductor, events, end))
@@ -165,7 +164,7 @@ def song_to_midi(song):
         if not 0 <= track.program <= 127:
             raise ValueError(f"MIDI program must be 0-127, got {track.program}")
         head = mido.MidiTrack([mido.MetaMessage("track_name", name=track.name or track.role or "track", time=0)])
-        messages = [(0, mido.Message("program_change", program=track.program, channel=channel))]
+        messages = [(0, "program_change", dict(program=track.program, channel=channel))]
         timed = []
         for n in track.notes:
             on = round(n.onset * TICKS_PER_BEAT)
@@ -174,16 +173,19 @@ def song_to_midi(song):
             timed.append((on, 1, n.pitch, n.velocity))
             timed.append((off, 0, n.pitch, 0))
         timed.sort()
-        messages += [(tick, mido.Message("note_on" if kind else "note_off", note=pitch, velocity=vel,
-                                         channel=channel)) for tick, kind, pitch, vel in timed]
+        messages += [(tick, "note_on" if kind else "note_off", dict(note=pitch, velocity=vel, channel=channel))
+                     for tick, kind, pitch, vel in timed]
         midi.tracks.append(_track(head, messages, end))
     return midi
 
 
 def _track(track, events, end):
+    """`track` with `events` ((tick, message type, fields) in time order) appended as delta-timed messages,
+    each made (and checked) once, then the end of track at `end`."""
     now = 0
-    for tick, msg in events:
-        track.append(msg.copy(time=tick - now))
+    for tick, kind, fields in events:
+        make = mido.Message if kind in ("note_on", "note_off", "program_change") else mido.MetaMessage
+        track.append(make(kind, time=tick - now, **fields))
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     return track

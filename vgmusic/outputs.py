@@ -2,16 +2,23 @@
 overwrite each other or anything that is not a song's own file.
 
 A song named NAME is NAME.mid with its companions NAME.wav, NAME.png and NAME.song.json (its record)
-beside it, and the folder's listening page index.html. Names are reserved atomically (the .mid is
+beside it, the game files --export writes (NAME.mix.ogg, NAME.stem-bass.wav, NAME.cue.json ...:
+vgmusic/export.py), and the folder's listening page index.html. Names are reserved atomically (the .mid is
 created with O_EXCL) before composing starts, so two runs finishing in the same second never pick the
 same name; a reservation is an empty .mid that the song replaces, removed again if the run fails.
 """
 import datetime
+import glob
 import os
 import stat
 from pathlib import Path
 
-COMPANIONS = (".wav", ".png", ".song.json")
+COMPANIONS = (".wav", ".png", ".song.json",
+              # --export's (vgmusic/export.py): the mix, the intro and loop body of --split, the cue sheet
+              ".mix.ogg", ".mix.wav", ".intro.ogg", ".intro.wav", ".body.ogg", ".body.wav", ".cue.json")
+# and a stem per track, NAME.stem-ROLE.ogg / .wav, its ROLE at most export.STEM_CHARS (12) characters
+STEM_GLOB = ".stem-*.*"
+LONGEST_STEM = ".stem-" + "x" * 12 + ".wav"
 MIDI_SUFFIXES = (".mid", ".midi")
 
 
@@ -21,9 +28,10 @@ def temporary_name(path):
 
 
 def files_of(midi):
-    """The song's own files: its MIDI, then each companion."""
+    """The song's own files: its MIDI, then each companion, then the stems already there."""
     midi = Path(midi)
-    return [midi] + [midi.with_suffix(s) for s in COMPANIONS]
+    stems = sorted(midi.parent.glob(glob.escape(midi.stem) + STEM_GLOB))  # the name taken literally
+    return [midi] + [midi.with_suffix(s) for s in COMPANIONS] + stems
 
 
 def check_name(midi):
@@ -38,7 +46,7 @@ def check_name(midi):
         limit = os.pathconf(folder if folder.exists() else ".", "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255
-    for path in files_of(midi):
+    for path in files_of(midi) + [midi.with_suffix(LONGEST_STEM)]:
         longest = len(os.fsencode(temporary_name(path)))
         if longest > limit:
             raise ValueError(f"{midi}: name too long: its files' temporary names would pass the "

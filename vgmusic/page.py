@@ -1,8 +1,9 @@
 """One HTML page listing the composed songs of a folder: hear each one, see its piano roll, download it.
 
 Each song has a `<name>.song.json` record beside its files (written when it is composed); the page is
-rebuilt from all of them. Plain HTML with its CSS inline: no script, nothing fetched from elsewhere,
-so it opens straight from the disk (file://) in any browser, with no server.
+rebuilt from all of them. Plain HTML with its CSS inline: nothing fetched from elsewhere, so it opens
+straight from the disk (file://) in any browser, with no server. The one script is the game player of
+songs exported with --export (their NAME.cue.json beside them): the intro once, then the body looping.
 """
 import datetime
 import html
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 from .song import Song
 from .store import atomic_path
+from .theory import ROLES
 
 RECORD = ".song.json"
 # the names Chromium's command goes by on Debian, Ubuntu (snap) and Google's builds
@@ -43,7 +45,27 @@ details { margin-top: 0.4em; } summary { cursor: pointer; color: #394150; }
 table.settings { border-collapse: collapse; font-size: 0.9em; margin-top: 0.3em; }
 table.settings td { padding: 0.1em 1em 0.1em 0; vertical-align: top; } table.settings td:first-child { color: #5b6473; }
 code { font: 0.95em ui-monospace, monospace; }
+.game { border-top: 1px solid #eceef2; margin-top: 0.6em; padding-top: 0.4em; }
+.game-player audio { display: none; } .stem { display: inline-block; margin-right: 1em; } .game-player button { font: inherit; padding: 0.2em 0.9em; }
 """
+# Plays an exported song as a game does: the intro once, then the loop body over and over (the body
+# file with `loop`, or the mix sent back to its loop start each time it ends, when there is no split)
+GAME_PLAYER = """<script>
+for (const p of document.querySelectorAll('.game-player')) {
+  const [first, second] = p.querySelectorAll('audio'), button = p.querySelector('button');
+  const label = button.textContent;
+  if (second) first.addEventListener('ended', () => second.play());
+  else first.addEventListener('ended', () => { first.currentTime = +p.dataset.loopStart; first.play(); });
+  button.addEventListener('click', () => {
+    if (p.dataset.playing) {
+      for (const a of p.querySelectorAll('audio')) { a.pause(); a.currentTime = 0; }
+      delete p.dataset.playing; button.textContent = label;
+    } else {
+      p.dataset.playing = '1'; button.textContent = 'Stop'; first.play();
+    }
+  });
+}
+</script>"""
 
 
 def _name(record, key, optional):
@@ -95,6 +117,8 @@ def read_records(folder):
             continue  # the song was deleted: its record alone is nothing to show
         # a WAV or picture that is gone is shown as missing, not as a broken player
         files = {k: v if v is None or _is_file(Path(folder) / v) else None for k, v in files.items()}
+        files["cue"] = read_cue(Path(folder), Path(files["midi"]).stem)
+        files["stems"] = stem_files(Path(folder), Path(files["midi"]).stem)
         # songs composed together share a date: then in the order they were composed
         index = record.get("index") if isinstance(record.get("index"), int) else 0
         songs.append(((-when.timestamp(), index, path.name), {**record, **files}))
@@ -163,6 +187,10 @@ def _song(r):
     if r.get("roll"):
         parts.append(f'<img src="{_href(r["roll"])}" alt="{_text("Piano roll of " + name)}">')
     parts.append(_loop(r.get("loop")))
+    if r.get("cue"):
+        parts.append(_game(r["cue"]))
+    elif r.get("stems"):
+        parts.append(_stems(r["stems"]))
     settings = r.get("settings")
     if isinstance(settings, dict) and settings:
         rows = "".join(f"<tr><td><code>{_text(k)}</code></td><td><code>{_text(v)}</code></td></tr>"
@@ -188,11 +216,78 @@ def write_page(folder, title):
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_text(title)}</title>", f"<style>{STYLE}</style></head><body>",
-        f"<h1>{_text(title)}</h1>", f'<p class="count">{count}</p>', *songs, "</body></html>", ""])
+        f"<h1>{_text(title)}</h1>", f'<p class="count">{count}</p>', *songs,
+        GAME_PLAYER if any('class="game-player"' in s for s in songs) else "", "</body></html>", ""])
     path = folder / "index.html"
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
+
+def stem_files(folder, stem):
+    """(track, file name) of each listening stem beside a song (NAME.stem-TRACK.wav), in the parts' order."""
+    import glob  # noqa: PLC0415
+    found = {p.name[len(stem) + len(".stem-"):-len(".wav")]: p.name
+             for p in folder.glob(glob.escape(stem) + ".stem-*.wav") if _is_file(p)}
+    order = {role: i for i, role in enumerate(ROLES)}
+    return sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+
+
+def read_cue(folder, stem):
+    """The cue sheet --export wrote for a song (NAME.cue.json), its files kept only where they are plain
+    names of files beside it; None without one (a damaged one is skipped with a line on stderr)."""
+    path = folder / f"{stem}.cue.json"
+    if not _is_file(path):
+        return None
+    try:
+        cue = json.loads(path.read_text(encoding="utf-8"))
+        named = {**cue["files"], **{f"stem {s['name']}": s["files"] for s in cue["stems"]
+                                    if s["files"] != cue["files"].get("mix")}}  # one track: the mix
+        files = {label: {kind: _name(kinds, kind, False) for kind in kinds} for label, kinds in named.items()
+                 if isinstance(kinds, dict)}
+        loop = cue["loop"] and float(cue["loop"]["start"]["seconds"])
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError) as e:
+        print(f"warning: {path}: game files not shown, {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+              file=sys.stderr)
+        return None
+    files = {label: {k: v for k, v in kinds.items() if _is_file(folder / v)} for label, kinds in files.items()}
+    return {"name": path.name, "files": {k: v for k, v in files.items() if v}, "loop_start": loop}
+
+
+def _game(cue):
+    """The exported files' download links, and a player that loops the song as the game will."""
+    files = cue["files"]
+    links = " &middot; ".join(
+        f"{_text(label)}: " + ", ".join(f'<a href="{_href(name)}" download>{_text(kind.upper())}</a>'
+                                         for kind, name in sorted(kinds.items()))
+        for label, kinds in files.items())
+    parts = [f'<div class="game"><p>Game files: {links} &middot; <a href="{_href(cue["name"])}" download>'
+             f"cue sheet</a></p>"]
+
+    def source(label):  # WAV first: every browser plays it
+        kinds = files.get(label, {})
+        return kinds.get("wav") or kinds.get("ogg")
+    if cue["loop_start"] is not None and source("mix"):
+        if source("intro") and source("body"):
+            players = (f'<audio class="intro" preload="auto" src="{_href(source("intro"))}"></audio>'
+                       f'<audio class="body" preload="auto" loop src="{_href(source("body"))}"></audio>')
+        else:  # the loop start is the intro's end (a loop without an intro loops whole, as `loop` does)
+            players = (f'<audio class="mix" preload="auto"{" loop" if not cue["loop_start"] else ""} '
+                       f'src="{_href(source("mix"))}"></audio>')
+        parts.append(f'<p class="game-player" data-loop-start="{cue["loop_start"]:.6f}">'
+                     f'<button type="button">Play as in a game</button> '
+                     f'{"the intro once, then " if cue["loop_start"] else ""}the loop over and over {players}</p>')
+    parts.append(_stems([(label[len("stem "):], source(label)) for label in files
+                         if label.startswith("stem ") and source(label)]))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _stems(stems):
+    """A player for each track alone, (name, file) pairs, to hear what it plays (they sum to the mix)."""
+    return ('<p class="stems">' + " ".join(
+        f'<span class="stem">{_text(name)} <audio controls preload="none" src="{_href(src)}"></audio></span>'
+        for name, src in stems) + "</p>") if stems else ""
 
 
 def find_chromium():

@@ -47,8 +47,9 @@ class Sampling:
             raise ValueError("sampling rhythm apart from pitch needs each token's kind")
         rt = self.temperature if self.rhythm_temperature is None else self.rhythm_temperature
         rp = self.top_p if self.rhythm_top_p is None else self.rhythm_top_p
-        return pick(logits, rng, np.where(kinds == PITCH, self.temperature, rt), self.top_k,
-                    (self.top_p, rp, rp), banned, kinds)
+        # one temperature for all when the rhythm's is the pitches' (no per-token array to build each step)
+        temperature = self.temperature if rt == self.temperature else np.where(kinds == PITCH, self.temperature, rt)
+        return pick(logits, rng, temperature, self.top_k, (self.top_p, rp, rp), banned, kinds)
 
 
 # the groups a by-kind sampler cuts apart: pitches (and whatever else is sampled), durations, waits
@@ -67,11 +68,15 @@ SAFE_TEMPERATURE = 1e-250
 
 def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, banned=(), groups=None):
     """One token per row. One uniform draw per row whatever the settings, so a seed repeats a song
-    on either engine. Temperature 0 is the original's argmax. (Called once per token: plain indexing
-    rather than NumPy's take/put_along_axis, which cost more than the arithmetic on 200 tokens.)
+    on either engine. Temperature 0 is the original's argmax.
 
     With `groups` (each token's group id, [V]), `temperature` may be one per token and `top_p` one per
-    group: the nucleus is then cut in each group apart, the kept tokens scaled back to the group's share."""
+    group: the nucleus is then cut in each group apart, the kept tokens scaled back to the group's share.
+
+    Called once per token on a vocabulary of about 200, so the cost is NumPy's per-call overhead, not the
+    arithmetic: a single row (a song composed alone) takes a path of 1-D operations that does exactly
+    the arithmetic of the batched one, in the same order, so both give the same token for the same draw
+    (tests/test_sampling.py checks them against each other)."""
     z = np.array(logits, np.float64)
     # one sum tells finite logits apart (float32 values cannot add up past float64's range); only a
     # non-finite sum needs the element-wise look that names the fault
@@ -83,6 +88,9 @@ def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, banned=(), groups=Non
     u = rng.random(len(z))
     if np.ndim(temperature) == 0 and temperature <= 0:
         return z.argmax(1)
+    cols = None if groups is None else _columns(groups, len(top_p))
+    if len(z) == 1:
+        return np.array([_pick_row(z[0], u[0], temperature, top_k, top_p, cols)])
     if np.min(temperature) >= SAFE_TEMPERATURE:
         z /= temperature
     else:  # the limit of a vanishing temperature: everything but the likeliest goes to 0
@@ -92,11 +100,10 @@ def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, banned=(), groups=Non
         z[z < kth] = -np.inf
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    if groups is not None:
+    if cols is not None:
         # which kind comes next is cut as one nucleus would cut it (top_p[0], the pitches' setting), so
         # a kind the network gives 5% (a chord note where a rest is due) stays out as before; within
         # each kind kept, its own cut, the kind keeping its share
-        cols = [np.flatnonzero(groups == g) for g in range(len(top_p))]
         shares = np.stack([p[:, c].sum(1) for c in cols], 1)
         kinds = nucleus(shares.copy(), top_p[0]) > 0 if top_p[0] < 1 else shares > 0
         for g, cut in enumerate(top_p):
@@ -113,6 +120,46 @@ def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, banned=(), groups=Non
     return np.minimum((np.cumsum(p, 1) < u[:, None]).sum(1), p.shape[1] - 1)
 
 
+def _pick_row(z, u, temperature, top_k, top_p, cols):
+    """pick's arithmetic for one row z [V] (already a float64 copy, banned tokens at -inf)."""
+    if np.ndim(temperature) == 0 and temperature == 1:
+        pass  # dividing by 1 changes no bit
+    elif np.min(temperature) >= SAFE_TEMPERATURE:
+        z /= temperature
+    else:
+        z = np.where(z == z.max(), 0.0, -np.inf)
+    if 0 < top_k < len(z):
+        z[z < np.partition(z, -top_k)[-top_k]] = -np.inf
+    z -= z.max()
+    p = np.exp(z, out=z)
+    p /= p.sum()
+    if cols is not None:
+        shares = np.array([p[c].sum() for c in cols])
+        kinds = _nucleus_row(shares.copy(), top_p[0]) > 0 if top_p[0] < 1 else shares > 0
+        for g, cut in enumerate(top_p):
+            c = cols[g]
+            if not len(c):
+                continue
+            kept = _nucleus_row(p[c], cut * shares[g]) if cut < 1 else p[c]
+            total = kept.sum()
+            p[c] = kept * (shares[g] / total if kinds[g] and total > 0 else 0.0)
+        p /= p.sum()
+    elif top_p < 1:
+        p = _nucleus_row(p, top_p)
+        p /= p.sum()
+    return min(int((np.cumsum(p) < u).sum()), len(p) - 1)
+
+
+_COLUMNS = {}  # id(groups) -> (groups, its columns per group): a model's kinds array lives as long as it does
+
+
+def _columns(groups, n):
+    got = _COLUMNS.get(id(groups))
+    if got is None or got[0] is not groups or len(got[1]) != n:
+        got = _COLUMNS[id(groups)] = (groups, [np.flatnonzero(groups == g) for g in range(n)])
+    return got[1]
+
+
 def nucleus(p, top_p):
     """p [B, V] with all but the smallest set of likeliest tokens whose probability reaches top_p (a
     number, or one per row [B, 1]) set to 0, in place."""
@@ -121,6 +168,15 @@ def nucleus(p, top_p):
     sorted_p = p[rows, order]
     sorted_p[np.cumsum(sorted_p, 1) - sorted_p >= top_p] = 0.0
     p[rows, order] = sorted_p
+    return p
+
+
+def _nucleus_row(p, top_p):
+    """nucleus for one row p [V]."""
+    order = np.argsort(-p, kind="stable")
+    sorted_p = p[order]
+    sorted_p[np.cumsum(sorted_p) - sorted_p >= top_p] = 0.0
+    p[order] = sorted_p
     return p
 
 

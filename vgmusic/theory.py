@@ -90,3 +90,30 @@ def to_key(notes, wanted):
         target = (target + (3 if target_mode == "minor" else -3)) % 12  # the relative key
     shift = (target - tonic + 6) % 12 - 6  # the nearer way, so the song stays in its register
     return shift, key_name(target, mode)
+
+
+# the parts of an arrangement, each its own track (vgmusic/arrange.py)
+ROLES = ("melody", "harmony", "bass", "drums")
+
+
+def instrument_choice(text):
+    """(track, General MIDI program) of an --instrument value: TRACK=NAME, or a NAME alone for the melody."""
+    track, sep, name = text.partition("=")
+    if not sep:
+        track, name = "melody", text
+    track = track.strip().lower()
+    if track not in ROLES[:3]:  # the drums play General MIDI's kit on channel 10, not a program
+        raise ValueError(f"{track!r} is not a track with an instrument: one of {', '.join(ROLES[:3])}")
+    return track, gm_program(name)
+
+
+def parse_bars(text):
+    """(first, last) bars, counted from 1, of '5-8' or '9'."""
+    first, sep, last = text.partition("-")
+    try:
+        first, last = int(first), int(last) if sep else int(first)
+    except ValueError:
+        raise ValueError(f"{text!r} is not FIRST-LAST bars") from None
+    if not 1 <= first <= last <= 100000:
+        raise ValueError(f"bars {text!r}: counted from 1, the first at most the last")
+    return first, last
