@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ROOT
+from .ensembles import DEFAULT_ENSEMBLE, ENSEMBLES  # the ensembles' presets, plain data: --ensemble's names
 from .nets import ARCHS  # the registry of the networks (imports NumPy, neither TensorFlow nor h5py)
 from .theory import ROLES, gm_program, instrument_choice, parse_bars, parse_key  # the flags' checks
 
-# The ensembles of vgmusic/ensembles.py, by name (listed here so config stays free of the arranger's imports)
-ENSEMBLE_NAMES = ("chip", "16bit", "orchestra", "piano", "band")
+ENSEMBLE_NAMES = tuple(ENSEMBLES)
 # Each game's own sound when --ensemble is not given: the machine its music was written for
 GAME_ENSEMBLES = {
     "pokemon_red_blue_yellow": "chip",  # the Game Boy: two pulse voices, a wave channel and noise
@@ -21,8 +21,6 @@ GAME_ENSEMBLES = {
     "final_fantasy_7": "16bit",  # the PlayStation's synthesised band, in the line of the SNES scores
     "three_games_combined": "16bit",
 }
-DEFAULT_ENSEMBLE = "16bit"  # a user's own game: the fullest of the synthesised sounds
-
 
 
 def _opt(default, help, check=None, **kw):

@@ -93,7 +93,9 @@ BAND = Ensemble("band", {
     "drums": Part(0, 0, 127, 4, velocity=100, name="rock kit"),
 }, description="rock band: overdriven lead, power chords, picked bass, rock kit (Freedoom's sound)")
 ENSEMBLES = {e.name: e for e in (CHIP, SIXTEEN_BIT, ORCHESTRA, PIANO, BAND)}
-DEFAULT_ENSEMBLE = "chip"  # the sound most of the shipped games' songs were written for
+# a song of a game without its own (config.GAME_ENSEMBLES: a user's folder, a library call): the fullest of
+# the synthesised sounds, which every figure of the judge finds inside the human songs' range
+DEFAULT_ENSEMBLE = "16bit"
 
 
 def get_ensemble(name):
