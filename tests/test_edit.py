@@ -56,6 +56,15 @@ def test_edit_composes_one_track_anew_and_keeps_every_other_note(earlier, tmp_pa
     assert record["song"]["meta"]["edit"] == {"from": "a.mid", "track": "bass", "bars": None, "seed": 7}
 
 
+def test_an_edit_without_a_seed_prints_the_one_that_repeats_it(earlier, tmp_path):
+    run = predict(tmp_path, "--edit", earlier, "--track", "harmony", "--out", tmp_path / "r.mid")
+    assert run.returncode == 0, run.stderr
+    seed = int(run.stdout.split("(--seed ")[1].split()[0])
+    again = predict(tmp_path, "--edit", earlier, "--track", "harmony", "--seed", seed, "--out", tmp_path / "s.mid")
+    assert again.returncode == 0 and (tmp_path / "r.mid").read_bytes() == (tmp_path / "s.mid").read_bytes()
+    assert json.loads((tmp_path / "r.song.json").read_text())["song"]["meta"]["edit"]["seed"] == seed
+
+
 def test_edit_bars_changes_only_those_bars(earlier, tmp_path):
     changed = set()
     for seed in (1, 2, 3):  # one seed could by chance give the same drums back

@@ -233,7 +233,9 @@ def predict(cfg, game, written):
     if page:
         print(f"listening page: {page}")
     if cfg.seed < 0:
-        print(f"seed {songs[0].meta['seed']} (--seed {songs[0].meta['seed']} repeats this run)")
+        # an --edit run's own seed, not the one the earlier song was composed with
+        seed = (songs[0].meta.get("edit") or {}).get("seed", songs[0].meta["seed"])
+        print(f"seed {seed} (--seed {seed} repeats this run)")
     if failed:
         print(f"warning: no seamless loop in {cfg.loop_tries} songs for {', '.join(failed)}: each keeps "
               "its best seam (more --loop-tries or --loop-candidates may find one)", file=sys.stderr)
