@@ -265,8 +265,13 @@ def main():
                                                                    "shipped ones")
     ap.add_argument("--sampling", default="", metavar="T:P:RP:RT", help="with --judge: these sampling settings "
                                                                         "(0: the default's)")
+    ap.add_argument("--repeat-penalty", type=float, default=0.0, metavar="R", help="with --judge: this repeat penalty "
+                                                                                 "for every folder (0: each game's own)")
     ap.add_argument("--tag", default="", help="with --judge: write judge-TAG.md and .json")
     args = ap.parse_args()
+    if args.repeat_penalty:
+        SETTINGS["repeat_penalty"] = args.repeat_penalty
+        EXTRA.append(f"--repeat-penalty {args.repeat_penalty:g}")
     if args.models:
         MODELS["dir"] = {game: Path(args.models) / game for game in args.games}
         EXTRA.append(f"--models {args.models}")

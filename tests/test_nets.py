@@ -126,3 +126,18 @@ def test_composing_with_nan_weights_stops_in_one_line(shipped, tmp_path):
     assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert f"{folder / 'best.weights.h5'}: weights hold NaN or infinite values (layer lstm_0)" in lines[0], lines
     assert not (tmp_path / "x.mid").exists()
+
+
+def test_advance_moves_the_state_as_step_does_without_the_logits():
+    """A step whose logits nobody reads (a replayed phrase) skips the head: the next logits are the same bits."""
+    meta = json.loads((SHIPPED / "model.json").read_text())
+    net = NumpyNet(meta["arch"], len(meta["vocab"]), meta["hparams"], SHIPPED / "best.weights.h5")
+    seed, fed = np.arange(12) % len(meta["vocab"]), [[3, 5], [7, 1], [2, 2]]
+    stepped, advanced = net.stepper(2), net.stepper(2)
+    stepped.start(seed), advanced.start(seed)
+    for ids in fed[:-1]:
+        stepped.step(ids)
+        assert advanced.advance(ids) is None
+    assert np.array_equal(stepped.step(fed[-1]), advanced.step(fed[-1]))
+    with pytest.raises(ValueError, match="ids"):
+        advanced.advance([len(meta["vocab"]), 0])  # ids are still checked

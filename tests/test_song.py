@@ -363,3 +363,18 @@ def test_a_program_set_in_another_track_is_the_channels_instrument():
                                        mido.Message("note_on", channel=3, note=62, velocity=90, time=0),
                                        mido.Message("note_off", channel=3, note=62, time=480)]))
     assert [(t.channel, t.program) for t in midi_to_song(midi).tracks] == [(2, 40), (3, 10)]
+
+
+def test_written_notes_are_the_messages_mido_checks_and_bad_values_still_refused(tmp_path):
+    """The writer makes note messages without mido's per-value checks once it has checked them itself: the
+    same bytes as checked messages (NumPy ints take the checked path), and a pitch past 127 still refused."""
+    import numpy as np
+    notes = [Note(0.0, 1.0, 60, 90), Note(0.5, 0.25, 64, 100), Note(1.0, 1.0, 60, 90)]
+    song = Song(tracks=[Track(notes=notes, name="t", program=5)], tempos=[(0.0, 120.0)], length=2.0)
+    numpy_song = Song(tracks=[Track(notes=[Note(n.onset, n.duration, np.int64(n.pitch), np.int64(n.velocity))
+                                           for n in notes], name="t", program=5)], tempos=[(0.0, 120.0)], length=2.0)
+    fast, checked = vmidi.write_midi(song, tmp_path / "a.mid"), vmidi.write_midi(numpy_song, tmp_path / "b.mid")
+    assert fast.read_bytes() == checked.read_bytes()
+    assert [m.dict() for m in mido.MidiFile(fast).tracks[1]] == [m.dict() for m in mido.MidiFile(checked).tracks[1]]
+    with pytest.raises(ValueError):
+        vmidi.song_to_midi(Song(tracks=[Track(notes=[Note(0.0, 1.0, 128, 90)])], length=1.0))

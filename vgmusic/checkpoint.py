@@ -60,7 +60,9 @@ def describe(cfg, enc, vocab, train, val, versions):
         "game": cfg.game,
         "encoding": enc.spec(),
         "arch": cfg.arch,
-        "hparams": {k: getattr(cfg, k) for k in ARCH_KEYS},
+        # a --style LSTM adds its style embedding (vgmusic/nets/lstm.py); other sidecars stay as they were
+        "hparams": {**{k: getattr(cfg, k) for k in ARCH_KEYS},
+                    **({"style": True} if cfg.style and _ARCHS[cfg.arch].style_embedding else {})},
         "training": {k: getattr(cfg, k) for k in TRAINING_KEYS},
         "vocab_hash": vocab.hash,
         "vocab": vocab.tokens,
@@ -115,6 +117,9 @@ def _check(meta):
             return f"hparams {k} is {hp[k]!r:.40}, not {'a fraction' if k == 'dropout' else 'a positive integer'}"
         if not allowed[k][0](hp[k]):
             return f"hparams {k} is {hp[k]!r:.40}, not {allowed[k][1]} as training allows"
+    styled = hp.get("style", False)
+    if not isinstance(styled, bool) or styled and not _ARCHS[meta["arch"]].style_embedding:
+        return f"hparams style is {hp['style']!r:.40}, not a boolean of a network with a style embedding"
     tokens = meta["vocab"]
     if not tokens or not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens):
         return "vocab should be distinct token strings"

@@ -16,12 +16,14 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import sys  # noqa: E402
+import dataclasses  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from . import nets  # noqa: E402
+from .config import DEFAULT_REPEAT_PENALTY, REPEAT_PENALTY  # noqa: E402
 from .checkpoint import check_weights_file, read_sidecar, weights_path  # noqa: E402
 from .decode import BEATS_PER_BAR, decode  # noqa: E402
 from .encode import ANY_STYLE, GRID, PAD, control, get_encoding, token_kind  # noqa: E402
@@ -131,6 +133,10 @@ def compose(model, request, progress=False):
     """`request.num` Songs composed as one batch, each with one melody track, its form's sections and,
     for a loop, its loop points and seam figures (in meta["loop"]); with an intro, the loop starts after it."""
     r = request
+    if r.sampling.repeat_penalty is None:  # the game's own; a --style model composing one game's style, that game's
+        game = r.style if r.style in REPEAT_PENALTY else model.meta.get("game")
+        r = dataclasses.replace(r, sampling=dataclasses.replace(
+            r.sampling, repeat_penalty=REPEAT_PENALTY.get(game, DEFAULT_REPEAT_PENALTY)))
     seed = r.seed if r.seed is not None and r.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 32)
     rng = np.random.default_rng(seed)
     back, tempo = 0, model.meta.get("tempo")

@@ -3,24 +3,19 @@
 One dataclass per command (TrainConfig, PredictConfig, ExtractConfig, FetchConfig, EvaluateConfig,
 CompareConfig, RetrainConfig): cli.py generates each command's flags from it, so `--help` always lists
 exactly what can be set, with the default a run uses, and every value is checked against the field's range
-before anything runs. A game folder's script is just a name in GAMES.
+before anything runs. What differs per game is in vgmusic/games.py.
 """
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import ROOT
+# the per-game settings (vgmusic/games.py), named here too: config is where a setting is looked up
+from .games import (BASE_MODEL, DEFAULT_REPEAT_PENALTY, FINE_TUNE, GAME_ENSEMBLES, GAMES, REPEAT_PENALTY,  # noqa: F401
+                    RUNS, SHIPPED, default_model_dir, game_overrides, game_sources, train_dir)
 from .ensembles import DEFAULT_ENSEMBLE, ENSEMBLES  # the ensembles' presets, plain data: --ensemble's names
 from .nets import ARCHS  # the registry of the networks (imports NumPy, neither TensorFlow nor h5py)
 from .theory import ROLES, gm_program, instrument_choice, parse_bars, parse_key  # the flags' checks
 
 ENSEMBLE_NAMES = tuple(ENSEMBLES)
-# Each game's own sound when --ensemble is not given: the machine its music was written for
-GAME_ENSEMBLES = {
-    "pokemon_red_blue_yellow": "chip",  # the Game Boy: two pulse voices, a wave channel and noise
-    "zelda_ocarina_of_time": "orchestra",  # the N64's sampled flutes, strings, harp and percussion
-    "final_fantasy_7": "16bit",  # the PlayStation's synthesised band, in the line of the SNES scores
-    "three_games_combined": "16bit",
-}
 
 
 def _opt(default, help, check=None, **kw):
@@ -170,6 +165,10 @@ class PredictConfig:
                                     "(0: one --top-p cut over all tokens, as before)", (lambda v: 0 <= v <= 1, "from 0 to 1"))
     rhythm_temperature: float = _opt(0.0, "sampling temperature of durations and waits (0: --temperature's)",
                                      (lambda v: v == 0 or 0.01 <= v <= 100, "0 or from 0.01 to 100"))
+    repeat_penalty: float = _opt(0.0, "how likely a note is to strike the melody's last pitch again, against the "
+                                      "network's word (1: as it says; 0: the game's own, REPEAT_PENALTY in "
+                                      f"vgmusic/games.py, else {DEFAULT_REPEAT_PENALTY})",
+                                 (lambda v: v == 0 or 0.01 <= v <= 10, "0 or from 0.01 to 10"))
     form: str = _opt("AA'BA'", "phrases in order: a letter seen before repeats that phrase, ' composes a new last "
                                "bar for it (the pattern repeats with new themes until the length is reached)")
     phrase_bars: int = _opt(4, "bars of 4/4 per phrase of the form", between(1, 64))
@@ -195,7 +194,7 @@ class PredictConfig:
                             "drums (melody alone: the single line; default: the ensemble's, all four but piano's "
                             "two hands: melody harmony)", nargs="+", choices=ROLES, metavar="TRACK")
     ensemble: str = _opt("", "the instruments, registers and voice limits: " + ", ".join(ENSEMBLE_NAMES)
-                             + f" (a game's own: GAME_ENSEMBLES in vgmusic/config.py; others {DEFAULT_ENSEMBLE})",
+                             + f" (a game's own: GAME_ENSEMBLES in vgmusic/games.py; others {DEFAULT_ENSEMBLE})",
                          (lambda v: v in ("",) + ENSEMBLE_NAMES, "one of " + ", ".join(ENSEMBLE_NAMES)))
     instrument: list = _opt((), "TRACK=NAME gives one track another General MIDI instrument, by name ('bass=fretless "
                                 "bass', part of a name will do) or program 0-127; a NAME alone is the melody's "
@@ -290,48 +289,6 @@ ARCH_DEFAULTS = {
         batch_size=16),  # 16 windows of 512 tokens: 8,192 targets a step (the LSTM's 64 of 75: 4,800)
 }
 
-# The four game folders of the original layout. A game lists the song folders it
-# trains on and overrides only what differs from TrainConfig's defaults.
-# Each shipped game fine-tunes from the base model: started from it, held-out loss per event fell
-# 27-65% below the models trained from scratch on the game alone; at Adam's 1e-3 fine-tuning overfits the
-# few songs within 50 steps (every game's best epoch was its first, worse than the base model itself),
-# at 3e-4 it improves on the base (bench/results/heldout.md).
-FINE_TUNE = dict(init_from="base", learning_rate=3e-4)
-GAMES = {
-    "pokemon_red_blue_yellow": dict(
-        sources=["pokemon_red_blue_yellow"],
-        # the two songs the project's reference figures were measured on
-        val_songs=["Bicycle Ride_edited.mid", "Pallet Town_edited.mid"], **FINE_TUNE),
-    "zelda_ocarina_of_time": dict(sources=["zelda_ocarina_of_time"], **FINE_TUNE),
-    "final_fantasy_7": dict(sources=["final_fantasy_7"], **FINE_TUNE),
-    "three_games_combined": dict(
-        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7"],
-        # --style was measured and left off: fine-tuned with a style token first in every window, the
-        # held-out songs were no likelier under their own game's token than under the others' (1.837 nats
-        # per token each, bench/results/style.md) and the held-out loss rose (7.15 per event against 6.95)
-        **FINE_TUNE),
-    # The base model (python -m vgmusic train --game base): every song we may use, from the token shards
-    # get_all_notes.py --base writes; each game fine-tunes from it (--init-from base).
-    "base": dict(sources=[], shards=str(ROOT / "data" / "base"),
-                 val_fraction=0.05,  # of thousands of songs: hundreds held out, and most of the rest heard
-                 max_steps=400,  # a checkpoint every 400 steps (25,600 windows): an epoch of the corpus is hours
-                 patience=4),  # each "epoch" is a slice of new songs, not a pass over the same few
-    # Game music blended with a classical composer (the second seed project's idea); the
-    # composer's folder comes from `python get_midi_songs.py --corpus mozart` (or bach_chorales).
-    "games_and_mozart": dict(
-        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "mozart"]),
-    "games_and_bach": dict(
-        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "bach_chorales"]),
-}
-
-
-# The models shipped in the four game folders (tracked in git), which `python -m vgmusic retrain` retrains;
-# training those games elsewhere goes to RUNS/<game>, so an experiment never overwrites them.
-SHIPPED = ("pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "three_games_combined")
-RUNS = ROOT / "runs"  # git-ignored
-BASE_MODEL = ROOT / "base" / "weights"  # the base model every game fine-tunes from (--init-from base)
-
-
 @dataclass
 class RetrainConfig:
     games: list = _opt(SHIPPED, "which of the shipped models to retrain", nargs="+", choices=SHIPPED,
@@ -395,29 +352,3 @@ class CompareConfig:
     data_dir: str = _opt(str(ROOT / "data"), "extracted songs (get_all_notes.py)")
     out: str = _opt(str(ROOT / "docs" / "compare"), "where the tables and figures go", metavar="DIR")
     runs_dir: str = _opt(str(RUNS), "where each run's model folder goes")
-
-
-def game_sources(game):
-    """Song folders a game trains on; any other name is a user's own folder under midi_songs/."""
-    return GAMES.get(game, {}).get("sources", [game])
-
-
-def game_overrides(game):
-    return {k: v for k, v in GAMES.get(game, {}).items() if k != "sources"}
-
-
-def default_model_dir(game):
-    return ROOT / game / "weights"
-
-
-def train_dir(game, model_dir="", replace_shipped=False):
-    """Where training goes: --model-dir, else <game>/weights, except for the shipped games: RUNS/<game> unless
-    --replace-shipped. A --model-dir naming a shipped model's folder needs --replace-shipped too (ValueError)."""
-    if model_dir:
-        folder = Path(model_dir).expanduser()
-        owner = next((g for g in SHIPPED if default_model_dir(g).resolve() == folder.resolve()), None)
-        if owner and not replace_shipped:
-            raise ValueError(f"{folder} holds the shipped {owner} model (tracked in git): add --replace-shipped to "
-                             "train over it, or give another --model-dir")
-        return folder
-    return RUNS / game if game in SHIPPED and not replace_shipped else default_model_dir(game)

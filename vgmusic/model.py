@@ -30,7 +30,7 @@ def check_arch(arch):
 
 
 def build_model(arch, vocab_size, hparams):
-    return nets.get(arch).build(vocab_size, {k: hparams[k] for k in nets.ARCH_KEYS})
+    return nets.get(arch).build(vocab_size, nets.arch_hparams(hparams))
 
 
 def many_to_many(arch):

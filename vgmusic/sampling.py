@@ -21,6 +21,9 @@ class Sampling:
     # next (pitch, duration, wait) is cut as before, and within each kind its own cut applies.
     rhythm_temperature: float = None
     rhythm_top_p: float = None
+    # How likely, against the network's word, a note is to strike the melody's last pitch again (1: as
+    # the network says; vgmusic.decode.discourage_repeats). None: the model's game's own (vgmusic.config).
+    repeat_penalty: float = None
 
     @property
     def by_kind(self):
@@ -35,6 +38,8 @@ class Sampling:
             raise ValueError(f"top-p must be above 0 and at most 1, got {self.top_p}")
         if self.rhythm_temperature is not None and not 0.01 <= self.rhythm_temperature <= 100:
             raise ValueError(f"rhythm temperature must be from 0.01 to 100, got {self.rhythm_temperature}")
+        if self.repeat_penalty is not None and not 0.01 <= self.repeat_penalty <= 10:
+            raise ValueError(f"repeat penalty must be from 0.01 to 10, got {self.repeat_penalty}")
         if self.rhythm_top_p is not None and not 0 < self.rhythm_top_p <= 1:
             raise ValueError(f"rhythm top-p must be above 0 and at most 1, got {self.rhythm_top_p}")
 

@@ -168,12 +168,16 @@ def starting_point(cfg, meta):
                              f"({old.get(key)} against {meta.get(key)})")
     path = weights_path(folder, "best")
     # the shapes say whether every weight fits (units, layers, embedding...): dropout or an LSTM's
-    # window may differ, they shape no weight
-    read_weights(path, meta["arch"], len(meta["vocab"]), meta["hparams"])
+    # window may differ, they shape no weight. A source without this run's style embedding (the base
+    # model) gives every other layer, checked the same; the style embedding starts at zero.
+    added = bool(meta["hparams"].get("style")) and not old["hparams"].get("style")
+    arrays = read_weights(path, meta["arch"], len(meta["vocab"]), dict(meta["hparams"], style=False) if added
+                          else meta["hparams"])
     check_weights_file(path, old, "best")
-    return {"weights": path, "record": {"folder": "base" if cfg.init_from == "base" else str(folder), "game": old.get("game"),
-                                        "weights_sha256": (old.get("weights_sha256") or {}).get("best"),
-                                        "best_val_loss": old.get("best_val_loss")}}
+    return {"weights": path, "layers": arrays if added else None,
+            "record": {"folder": "base" if cfg.init_from == "base" else str(folder), "game": old.get("game"),
+                       "weights_sha256": (old.get("weights_sha256") or {}).get("best"),
+                       "best_val_loss": old.get("best_val_loss")}}
 
 
 # what a resumed run takes over from the sidecar it continues
@@ -244,7 +248,10 @@ def train(cfg, progress=sys.stdout, run=None):
         if start:  # fine-tuning: every weight from the model started from, the optimizer afresh
             with warnings.catch_warnings():  # that best weights carry no optimizer state is the point of them
                 warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
-                model.load_weights(start["weights"])
+                if start["layers"] is None:
+                    model.load_weights(start["weights"])
+                for name, values in (start["layers"] or {}).items():  # every layer but the style's, by name
+                    model.get_layer(name).set_weights(values)
         run.check()
         print(f"{cfg.game}: {len(train_songs)} training songs ({n_windows} windows"
               f"{f', transposed +-{cfg.transpose}' if cfg.transpose else ''}"

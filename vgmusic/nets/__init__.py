@@ -10,13 +10,14 @@ Importing this package imports neither TensorFlow nor Keras, nor h5py until a we
 """
 from . import bidirectional, lstm, rotary, transformer, weights
 from .base import Arch, NumpyNet
-from .weights import ARCH_KEYS
+from .weights import ARCH_KEYS, OPTIONAL_KEYS, arch_hparams
 
 # the one list of the architectures, in the order help texts and comparisons show them
 ARCHS = {arch.name: arch for arch in (lstm.LSTM, bidirectional.BILSTM, bidirectional.ATTENTION,
                                       transformer.TRANSFORMER, rotary.ROTARY)}
 
-__all__ = ["ARCHS", "ARCH_KEYS", "Arch", "NumpyNet", "get", "layout", "numpy_net", "read_weights"]
+__all__ = ["ARCHS", "ARCH_KEYS", "OPTIONAL_KEYS", "Arch", "NumpyNet", "arch_hparams", "get", "layout", "numpy_net",
+           "read_weights"]
 
 
 def get(arch):

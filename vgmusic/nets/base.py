@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .layers import QUERY_BLOCK
-from .weights import ARCH_KEYS, read
+from .weights import ARCH_KEYS, arch_hparams, read
 
 # what overflow leaves is an infinity or a NaN, which the logits' check catches
 QUIET = {"over": "ignore", "invalid": "ignore"}
@@ -35,6 +35,9 @@ class Arch:
     layout: Callable  # (vocab_size, hparams) -> [(kind, layer name, {path: shape})], what Keras saves
     numpy_net: type  # (arch, vocab_size, hparams, weights_path) -> a NumpyNet
     keras_stepper: type  # (arch, keras model, window, batch) -> a KerasStepper
+    # whether hparams "style" gives it a style embedding (vgmusic.nets.weights.OPTIONAL_KEYS); the others
+    # read a --style model's style token as the first token of the window, and nothing more
+    style_embedding: bool = False
 
     def min_seed(self, window):
         """The fewest seed tokens a stepper starts from."""
@@ -66,7 +69,7 @@ class NumpyNet:
                              f"got {hparams}")
         self.spec, self.arch = arch, arch.name
         self.vocab_size, self.path = int(vocab_size), Path(weights_path)
-        self.hparams = {k: hparams[k] for k in ARCH_KEYS}
+        self.hparams = arch_hparams(hparams)
         self.window = int(hparams["window"])
         self.causal = arch.many_to_many
         self.guard(1)  # before the weights are read: a sidecar's window or width may ask for any size
@@ -104,7 +107,8 @@ class Stepper:
     step(ids [batch]) feeds one token per row -> the logits after it.
 
     A subclass defines _start(seed [batch, s], checked), _step(ids [batch], checked) and _repeat(rep),
-    which applies rep to every array of its state that has a row per sequence.
+    which applies rep to every array of its state that has a row per sequence; and may define
+    _advance(ids), _step without computing the logits (advance).
     """
 
     def __init__(self, net, batch):
@@ -121,6 +125,17 @@ class Stepper:
         ids = self._ids(ids)
         with np.errstate(**QUIET):
             return self.net.finite(self._step(ids))
+
+    def advance(self, ids):
+        """step without its logits, for a step whose logits nobody reads (a replayed phrase's tokens): a
+        subclass with _advance(ids) skips the output layers; the state moves on as step moves it."""
+        if not hasattr(self, "_advance"):
+            self.step(ids)
+            return None
+        ids = self._ids(ids)
+        with np.errstate(**QUIET):
+            self._advance(ids)
+        return None
 
     def expand(self, k):
         """Every row becomes k rows (row i -> rows i*k ... i*k+k-1) that go on from the same state: the

@@ -12,6 +12,15 @@ import numpy as np
 # Hyper-parameters that define the weights' shapes (and dropout, which does not): every network is built
 # from exactly these, and a checkpoint records them.
 ARCH_KEYS = ("window", "embed_dim", "units", "layers", "heads", "dense", "dropout")
+# Hyper-parameters a network may add, with the value that keeps it as it was: sidecars written before
+# them lack them, and so build, load and compose as they always have. style: the LSTM's embedding of the
+# window's first token (a --style model's style token) added at every position (vgmusic/nets/lstm.py).
+OPTIONAL_KEYS = {"style": False}
+
+
+def arch_hparams(hp):
+    """What a network is built from: every ARCH_KEYS value, and each optional one, its default when absent."""
+    return {**{k: hp[k] for k in ARCH_KEYS}, **{k: hp.get(k, v) for k, v in OPTIONAL_KEYS.items()}}
 
 # --- the pieces of a layout: {path inside the layer's group: shape} ----------------------------------
 
@@ -52,7 +61,8 @@ def read(path, arch, vocab_size, hp):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights not found")
-    what = f"the {arch.name} network of {vocab_size} tokens ({', '.join(f'{k} {hp[k]}' for k in ARCH_KEYS[:-1])})"
+    what = (f"the {arch.name} network of {vocab_size} tokens ({', '.join(f'{k} {hp[k]}' for k in ARCH_KEYS[:-1])}"
+            f"{', style embedding' if hp.get('style') else ''})")
     try:
         with h5py.File(path, "r") as f:
             try:

@@ -1,0 +1,96 @@
+"""What differs per game: the songs it trains on and the few training settings it overrides, its sound,
+its sampling, and where its model lives.
+
+vgmusic/config.py holds the settings every command shares and names these too (config.GAMES, ...);
+a game folder's script is just a name in GAMES.
+"""
+from pathlib import Path
+
+from . import ROOT
+
+# Each game's own sound when --ensemble is not given: the machine its music was written for
+GAME_ENSEMBLES = {
+    "pokemon_red_blue_yellow": "chip",  # the Game Boy: two pulse voices, a wave channel and noise
+    "zelda_ocarina_of_time": "orchestra",  # the N64's sampled flutes, strings, harp and percussion
+    "final_fantasy_7": "16bit",  # the PlayStation's synthesised band, in the line of the SNES scores
+    "three_games_combined": "16bit",
+}
+# How likely a note is, against the network's word, to strike the melody's last pitch again
+# (vgmusic.decode.discourage_repeats): the base corpus's fiddle tunes taught repeats the games lack
+# (generated 17-22% of melodic intervals against Pokemon's 6.7%, Zelda's 16%, FF7's 1.3%, all three's 9%).
+# Each game's factor is the sweep's that brings its songs' share nearest (bench/results/judge-repeats-R.md,
+# the chosen ones judge-repeats.md); Zelda repeats most itself, so it is discouraged least. Any other
+# folder, a user's too: DEFAULT_REPEAT_PENALTY.
+REPEAT_PENALTY = {"pokemon_red_blue_yellow": 0.25, "zelda_ocarina_of_time": 0.6, "final_fantasy_7": 0.25,
+                  "three_games_combined": 0.5}
+DEFAULT_REPEAT_PENALTY = 0.5
+
+# The four game folders of the original layout. A game lists the song folders it
+# trains on and overrides only what differs from TrainConfig's defaults.
+# Each shipped game fine-tunes from the base model: started from it, held-out loss per event fell
+# 27-65% below the models trained from scratch on the game alone; at Adam's 1e-3 fine-tuning overfits the
+# few songs within 50 steps (every game's best epoch was its first, worse than the base model itself),
+# at 3e-4 it improves on the base (bench/results/heldout.md).
+FINE_TUNE = dict(init_from="base", learning_rate=3e-4)
+GAMES = {
+    "pokemon_red_blue_yellow": dict(
+        sources=["pokemon_red_blue_yellow"],
+        # the two songs the project's reference figures were measured on
+        val_songs=["Bicycle Ride_edited.mid", "Pallet Town_edited.mid"], **FINE_TUNE),
+    "zelda_ocarina_of_time": dict(sources=["zelda_ocarina_of_time"], **FINE_TUNE),
+    "final_fantasy_7": dict(sources=["final_fantasy_7"], **FINE_TUNE),
+    "three_games_combined": dict(
+        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7"],
+        # --style was measured and left off: fine-tuned with a style token first in every window, the
+        # held-out songs were no likelier under their own game's token than under the others' (1.837 nats
+        # per token each, bench/results/style.md) and the held-out loss rose (7.15 per event against 6.95);
+        # with the token's embedding added at every position (vgmusic/nets/lstm.py) own 1.855, others 1.859,
+        # the own style likeliest for 2 of 7 songs, held-out 1.861 per token against 1.796
+        # (bench/results/style-embedding.md): these few songs tell the games apart in the notes themselves
+        **FINE_TUNE),
+    # The base model (python -m vgmusic train --game base): every song we may use, from the token shards
+    # get_all_notes.py --base writes; each game fine-tunes from it (--init-from base).
+    "base": dict(sources=[], shards=str(ROOT / "data" / "base"),
+                 val_fraction=0.05,  # of thousands of songs: hundreds held out, and most of the rest heard
+                 max_steps=400,  # a checkpoint every 400 steps (25,600 windows): an epoch of the corpus is hours
+                 patience=4),  # each "epoch" is a slice of new songs, not a pass over the same few
+    # Game music blended with a classical composer (the second seed project's idea); the
+    # composer's folder comes from `python get_midi_songs.py --corpus mozart` (or bach_chorales).
+    "games_and_mozart": dict(
+        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "mozart"]),
+    "games_and_bach": dict(
+        sources=["pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "bach_chorales"]),
+}
+
+
+# The models shipped in the four game folders (tracked in git), which `python -m vgmusic retrain` retrains;
+# training those games elsewhere goes to RUNS/<game>, so an experiment never overwrites them.
+SHIPPED = ("pokemon_red_blue_yellow", "zelda_ocarina_of_time", "final_fantasy_7", "three_games_combined")
+RUNS = ROOT / "runs"  # git-ignored
+BASE_MODEL = ROOT / "base" / "weights"  # the base model every game fine-tunes from (--init-from base)
+
+
+def game_sources(game):
+    """Song folders a game trains on; any other name is a user's own folder under midi_songs/."""
+    return GAMES.get(game, {}).get("sources", [game])
+
+
+def game_overrides(game):
+    return {k: v for k, v in GAMES.get(game, {}).items() if k != "sources"}
+
+
+def default_model_dir(game):
+    return ROOT / game / "weights"
+
+
+def train_dir(game, model_dir="", replace_shipped=False):
+    """Where training goes: --model-dir, else <game>/weights, except for the shipped games: RUNS/<game> unless
+    --replace-shipped. A --model-dir naming a shipped model's folder needs --replace-shipped too (ValueError)."""
+    if model_dir:
+        folder = Path(model_dir).expanduser()
+        owner = next((g for g in SHIPPED if default_model_dir(g).resolve() == folder.resolve()), None)
+        if owner and not replace_shipped:
+            raise ValueError(f"{folder} holds the shipped {owner} model (tracked in git): add --replace-shipped to "
+                             "train over it, or give another --model-dir")
+        return folder
+    return RUNS / game if game in SHIPPED and not replace_shipped else default_model_dir(game)
