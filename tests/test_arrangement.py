@@ -7,6 +7,7 @@ import pytest
 
 from conftest import run_script
 from vgmusic import arrangement as A
+from vgmusic import roles as R
 from vgmusic.arrangement_judge import judge_rows, markdown, melody_kept, outside, summarise
 from vgmusic.midi import read_midi, write_midi
 from vgmusic.song import Note, Section, Song, Track
@@ -109,14 +110,14 @@ def test_roles_of_an_unmarked_file():
     pad = Track([Note(0, 16, p) for p in (60, 64, 67)] * 1 + [Note(b, 1, 60) for b in range(16)], channel=2)
     bass = Track([Note(4 * b, 4, 36) for b in range(4)], channel=3)
     drums = Track([Note(*n) for n in beat_pattern(0)], channel=9, drum=True)
-    r = A.roles(Song(tracks=[bass, pad, octave, melody, drums]))
+    r = R.roles(Song(tracks=[bass, pad, octave, melody, drums]))
     assert r["melody"] == [melody, octave] and r["bass"] == [bass] and r["harmony"] == [pad]
     assert r["drums"] == [drums]
     high = Track([Note(4 * b, 4, 60) for b in range(4)], channel=3)  # median above BASS_MAX: harmony
-    assert A.roles(Song(tracks=[high, melody]))["bass"] == []
+    assert R.roles(Song(tracks=[high, melody]))["bass"] == []
     # a composed song's roles are taken at their word
     marked = song(track("melody", [(0, 1, 40)]), track("bass", [(0, 1, 80)]))
-    assert A.roles(marked)["bass"][0].notes[0].pitch == 80
+    assert R.roles(marked)["bass"][0].notes[0].pitch == 80
 
 
 def test_a_song_played_late_reads_as_on_the_grid():
@@ -172,9 +173,9 @@ def test_roles_of_a_real_openttd_song():
     if not path.is_file():
         pytest.skip("Debian package openttd-openmsx is not installed")
     s = read_midi(path)
-    r = A.roles(s)
+    r = R.roles(s)
     median = lambda ts: sorted(n.pitch for t in ts for n in t.notes)[sum(len(t.notes) for t in ts) // 2]  # noqa: E731
     assert r["drums"] and all(t.drum for t in r["drums"]) and r["melody"] and r["bass"]
-    assert median(r["bass"]) < median(r["melody"]) and median(r["bass"]) < A.BASS_MAX
+    assert median(r["bass"]) < median(r["melody"]) and median(r["bass"]) < R.BASS_MAX
     f = A.figures(s)
     assert all(f[k] is not None for k in ("chord_tone_share", "dissonance", "bass_root_fifth", "groove_consistency"))

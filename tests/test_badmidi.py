@@ -15,7 +15,7 @@ import mido
 import pytest
 
 from conftest import ROOT
-from vgmusic.extract import parse_file, parse_midi
+from vgmusic.parse import parse_file, parse_midi
 from vgmusic.song import Song
 
 FAST = ["--workers", "2", "--timeout", "5"]

@@ -5,7 +5,7 @@ from music21 import converter
 
 from vgmusic.encode import (GRID, PAD, RESERVED, Event, flat_windows, get_encoding, load_songs, split_songs,
                             token_kind)
-from vgmusic.extract import parse_midi
+from vgmusic.parse import parse_midi
 from vgmusic.midi import write_midi
 from vgmusic.song import Note, Song, Track
 from vgmusic.theory import key_shift

@@ -4,7 +4,8 @@ import time
 import mido
 import pytest
 
-from vgmusic.extract import EXTRACT_VERSION, NoUsableSongs, cache_problem, extract, parse_data, parse_midi
+from vgmusic.extract import EXTRACT_VERSION, NoUsableSongs, cache_problem, extract
+from vgmusic.parse import parse_data, parse_midi
 from vgmusic.song import Key, Song
 
 

@@ -127,3 +127,18 @@ def test_pretrain_on_shards_then_fine_tune_a_game(corpus_data, tmp_path):
                                                "--no-audio", "--no-roll", "--no-page", "--length", "20",
                                                "--out", str(tmp_path / "song.mid")])
     assert out[0].exists()
+
+
+def test_select_last_keeps_every_epoch_to_the_last_and_never_stops_early(source, corpus_data, tmp_path):
+    folder, meta = source
+    # a rate high enough that the held-out loss turns up: patience 1 would stop a run selected by it
+    tuned = _train(corpus_data, tmp_path / "last", "chorales_a", "--init-from", folder, "--learning-rate", "0.05",
+                   "--select", "last", "--patience", "1", epochs=4)
+    history = (tmp_path / "last" / "history.csv").read_text().splitlines()[1:]
+    assert tuned["select"] == "last" and tuned["epochs_done"] == 4 and len(history) == 4
+    assert tuned["best_epoch"] == 4 and tuned["best_val_loss"] == pytest.approx(float(history[-1].split(",")[2]))
+    # the best weights are the last epoch's, the very weights --resume continues from
+    assert tuned["weights_sha256"]["best"] != meta["weights_sha256"]["best"]
+    last = _train(corpus_data, tmp_path / "last", "chorales_a", "--init-from", folder, "--learning-rate", "0.05",
+                  "--select", "last", "--resume", epochs=5)
+    assert last["best_epoch"] == 5 and last["epochs_done"] == 5

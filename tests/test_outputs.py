@@ -166,12 +166,18 @@ def test_prime_timeout_bounds_reading_the_prime(tmp_path):
 
 
 def test_a_song_without_a_note_is_not_written_and_says_so(tmp_path):
-    """Zelda's model at --temperature 0 (the original's argmax) rests for its whole first bar: that used to be
-    written as an empty song with exit status 0."""
+    """Zelda's model at --temperature 0 (the original's argmax), going on from a prime that ends on a long
+    note, rests for the whole bar: that used to be written as an empty song with exit status 0. (A song
+    from nothing always opens with a note now, decode.open_with_a_note; a primed one goes on as it was.)"""
+    from vgmusic.midi import write_midi
+    from vgmusic.song import Note, Song, Track
+    prime = tmp_path / "prime" / "held.mid"
+    prime.parent.mkdir()
+    write_midi(Song(tracks=[Track([Note(0, 0.5, 72, 80), Note(0.5, 0.5, 71, 80), Note(1, 8, 72, 80)])]), prime)
     script = ROOT / "zelda_ocarina_of_time" / "predict.py"
-    r = subprocess.run([sys.executable, str(script), "--temperature", "0", "--bars", "1", "--out", str(tmp_path / "t.mid")],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    r = subprocess.run([sys.executable, str(script), "--temperature", "0", "--bars", "1", "--prime", str(prime),
+                        "--out", str(tmp_path / "t.mid")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == ("error: the model wrote no notes in 1 of 1 song(s), not written: t.mid (at "
                                 "--temperature 0 a model can repeat a rest forever: try 0.5 or more)")
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [prime.parent]

@@ -274,7 +274,7 @@ def test_key_normalised_model_composes_in_the_prime_key(corpus_data, corpus_song
                 out=str(tmp_path / "k.mid"), length=60, seed=0, prime=str(prime), audio=False, roll=False, page=False)
     (song,) = compose(load_model(tmp_path / "k"), predict.request_of(cfg, predict.read_prime(prime)))
     tokens, notes = song.meta["tokens"], song.notes()
-    from vgmusic.extract import parse_midi
+    from vgmusic.parse import parse_midi
     shift = Event(key_normalize=True).song_shift(Song.from_json(parse_midi(prime)["song"]))
     assert shift != 0  # this chorale is not in C / A minor
     end = sum(Event().advance(t) for t in tokens) / 12

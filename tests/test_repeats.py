@@ -1,4 +1,5 @@
-"""The repeat penalty: the melody's last pitch struck again is made `penalty` times as likely, and nothing else."""
+"""The repeat penalty: the melody's last pitch struck again is made `penalty` times as likely, and nothing else;
+and a song's first token, which is never a rest."""
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from vgmusic import ROOT
 from vgmusic.compose import Request, compose, load_model
 from vgmusic.config import DEFAULT_REPEAT_PENALTY, REPEAT_PENALTY
-from vgmusic.decode import discourage_repeats, repeated_pitch
+from vgmusic.decode import discourage_repeats, open_with_a_note, repeated_pitch
 from vgmusic.encode import Vocab
 from vgmusic.judge import melody, pooled, shares
 from vgmusic.sampling import Sampling, log_probs
@@ -19,7 +20,7 @@ VOCAB = Vocab(["<pad>", "p60", "p64", "p67", "d6", "d12", "w6", "w12"])
 
 class Row:
     def __init__(self, tokens, done=False):
-        self.tokens, self.vocab, self.done = [VOCAB.index[t] for t in tokens], VOCAB, done
+        self.tokens, self.vocab, self.done, self.replays = [VOCAB.index[t] for t in tokens], VOCAB, done, False
 
 
 @pytest.mark.parametrize("tokens, repeated", [
@@ -68,3 +69,25 @@ def test_a_shipped_model_repeats_less_and_the_game_has_its_own():
     default = compose(model, Request(events=150, seed=3, sampling=Sampling(**SETTINGS)))[0].melody().notes
     game = repeats(model, REPEAT_PENALTY[model.meta["game"]])[1]
     assert np.array_equal(melody(default)[2], game)  # None in a request: the game's own factor
+
+
+def test_a_song_opens_with_a_note_whatever_the_network_says():
+    rests = [VOCAB.index[t] for t in ("d6", "d12", "w6", "w12")]
+    logits = np.zeros((3, len(VOCAB.tokens)), np.float32)
+    logits[:, VOCAB.index["w12"]] = 30.0  # a rest almost surely
+    rows = [Row([]), Row(["p60"]), Row([], done=True)]
+    out = open_with_a_note(logits, rows, rests)
+    assert np.isfinite(out).all() and np.exp(log_probs(out[:1]))[0, rests].sum() == 0
+    assert np.array_equal(out[1:], logits[1:])  # a row under way, and a finished one: as they were
+    assert open_with_a_note(logits, rows, ()) is logits
+    draws = Sampling(top_p=1.0).draw(out[:1], np.random.default_rng(0))
+    assert VOCAB.tokens[draws[0]].startswith("p")
+
+
+def test_every_composed_song_starts_on_its_first_beat():
+    """Zelda's melody tracks may open on bars of rest (the other instruments' intro); its shipped model,
+    left to itself, opened seed 4's 8 bars on silence. Composed songs start with their first note."""
+    model = load_model(ROOT / "zelda_ocarina_of_time" / "weights")
+    for seed in (4, 13):
+        (song,) = compose(model, Request(bars=8, seed=seed, sampling=Sampling(**SETTINGS)))
+        assert min(n.onset for n in song.melody().notes) == 0

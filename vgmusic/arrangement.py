@@ -1,8 +1,7 @@
 """Figures of a whole arrangement (melody, harmony, bass, drums) that a listener hears as right or wrong.
 
-    roles(song)    "melody", "harmony", "bass", "drums" -> the Tracks playing each (a composed song's own
-                   Track.role; heuristics on a human file)
-    figures(song)  FIGURES -> a float, None where a figure is undefined (no drums, no bass ...)
+    figures(song)  FIGURES -> a float, None where a figure is undefined (no drums, no bass ...), part by
+                   part as vgmusic.roles.roles(song) finds the parts
 
 Human game songs (bench/arrangement.py --human: Freedoom, OpenTTD's OpenMSX, Planet Blupi) give each
 figure's 10th-90th percentile range; an arranger is judged by whether its songs land inside (judge.py in
@@ -16,15 +15,13 @@ import math
 
 import numpy as np
 
-ROLES = ("melody", "harmony", "bass", "drums")
-STEP = 0.25  # beats between sampling points: a sixteenth, the drums' grid and the pitched rolls'
+from .roles import STEP, roles
+from .theory import ROLES
+
 OFFSET = 1 / 32  # sampling points sit a 128th after the grid line: a note struck that little late counts
 ON_TOL = 0.125  # an onset within a 32nd note of a beat is on that beat (human timing)
 PASSING = 0.5  # beats: a note this short or shorter, struck off every beat, is a passing note
 DISSONANT = (1, 6, 11)  # interval classes heard as clashes: minor 2nd/9th, tritone, major 7th
-DOUBLING = 0.6  # a track whose (sixteenth, pitch class) onsets are this much another's doubles it
-BASS_MAX = 55  # MIDI G3: a bass line's median pitch lies below (the human songs' bass tracks: 23-52)
-BASS_PRESENCE = 0.3  # ... and it plays in at least this share of the bars that sound
 PHRASE_BARS = 4  # phrase length when the song has no sections: fills close every 4th bar
 FILL = 0.25  # a phrase-end bar whose drum pattern is this far (1 - Jaccard) from the groove is a fill
 SHIFT_CONCENTRATION = 0.5  # onsets this concentrated on one phase of the sixteenth grid are moved onto it
@@ -95,65 +92,6 @@ def _near(times, offsets, bar):
     pos = np.mod(times, bar)
     grid = np.array(list(offsets) + [bar])
     return (np.abs(pos[:, None] - grid[None, :]) <= ON_TOL).any(1)
-
-
-# ---- roles ------------------------------------------------------------------------------------------
-
-def _onset_keys(track):
-    return {(round(n.onset / STEP), n.pitch % 12) for n in track.notes}
-
-
-def doubles(a, b):
-    """The share of track a's (sixteenth, pitch class) onsets that track b also plays."""
-    ka = _onset_keys(a)
-    return len(ka & _onset_keys(b)) / len(ka) if ka else 0.0
-
-
-def _bars_played(notes, bar):
-    return {int(n.onset // bar) for n in notes}
-
-
-def roles(song):
-    """ROLES -> lists of Tracks (each track in one role).
-
-    A song whose tracks carry roles (composed ones), or a file whose every track is named by a role (as
-    this project writes them), is taken at its word: a drum track without one plays drums, a pitched
-    one harmony. A human file: drums are the drum-channel tracks; the melody is
-    Song.melody() and every track doubling it (DOUBLING); the bass is the remaining pitched track of
-    lowest median pitch when that lies below BASS_MAX and it plays in BASS_PRESENCE of the sounding bars,
-    with the tracks doubling it; every other pitched track with notes is harmony."""
-    out = {r: [] for r in ROLES}
-    tracks = [t for t in song.tracks if t.notes]
-    # a file this project wrote names each track by its role (midi.py: the name, else the role); a
-    # human file may name a track "bass" too, so names count only when every track's is a role's
-    named = {id(t): t.name.strip().lower() for t in tracks}
-    if not all(v in ROLES for v in named.values()) or "melody" not in named.values():
-        named = {}
-    if any(t.role in ROLES for t in tracks) or named:
-        for t in tracks:
-            role = t.role if t.role in ROLES else named.get(id(t), "")
-            out[role if role in ROLES else "drums" if t.drum else "harmony"].append(t)
-        if not out["melody"] and out["harmony"]:
-            m = max(out["harmony"], key=lambda t: np.mean([n.pitch for n in t.notes]))
-            out["harmony"].remove(m)
-            out["melody"].append(m)
-        return out
-    out["drums"] = [t for t in tracks if t.drum]
-    melody = song.melody()
-    if melody is None:
-        return out
-    rest = [t for t in tracks if not t.drum and t is not melody]
-    out["melody"] = [melody] + [t for t in rest if doubles(t, melody) >= DOUBLING]
-    rest = [t for t in rest if t not in out["melody"]]
-    if rest:
-        bar = song.beats_per_bar
-        sounding = _bars_played(song.notes(), bar)
-        low = min(rest, key=lambda t: np.median([n.pitch for n in t.notes]))
-        if (np.median([n.pitch for n in low.notes]) < BASS_MAX
-                and len(_bars_played(low.notes, bar)) >= BASS_PRESENCE * len(sounding)):
-            out["bass"] = [low] + [t for t in rest if t is not low and doubles(t, low) >= DOUBLING]
-    out["harmony"] = [t for t in rest if t not in out["bass"]]
-    return out
 
 
 # ---- rolls on the sampling grid ---------------------------------------------------------------------

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrangement import FIGURES, figures, roles
+from .arrangement import FIGURES, figures
+from .roles import roles
 from .judge import fmt
 from .store import read_json
 

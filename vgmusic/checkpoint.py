@@ -137,7 +137,7 @@ def _check(meta):
                                "an epoch done"),
                 "best_score": (lambda v: v is None or _number(v), "a number"),
                 "best_val_loss": (lambda v: v is None or _number(v), "a number"),
-                "select": (lambda v: v in ("val_pitch", "val_loss"), "val_pitch or val_loss"),
+                "select": (lambda v: v in ("val_pitch", "val_loss", "last"), "val_pitch, val_loss or last"),
                 "training": (lambda v: isinstance(v, dict), "an object"),
                 "weights_sha256": (lambda v: v is None or isinstance(v, dict) and set(v) <= set(WEIGHTS) and all(
                     isinstance(h, str) and len(h) == 64 for h in v.values()), "sha256 digests of best and last"),

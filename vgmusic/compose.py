@@ -62,6 +62,9 @@ class Model:
         self.banned = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("pad", "control")],
                                np.int64)
         self.kinds = kind_groups(token_kind(t) for t in self.vocab.tokens)  # for sampling rhythm apart
+        # what a rest is made of (decode.open_with_a_note: never a song's first token); none in classic tokens
+        self.rests = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("wait", "duration")],
+                              np.int64)
 
     def style_token(self, style=""):
         """The control token a --style model's windows start with: the named source's (a unique prefix
@@ -159,7 +162,8 @@ def compose(model, request, progress=False):
             stepper = model.make_stepper(n)
             logits = stepper.start(np.tile(np.asarray(ids, np.int64)[None], (n, 1)))
             decode(stepper, logits, plans, rng, r.sampling, model.banned,
-                   progress=lambda: shown.composing(min(p.length for p in plans)), kinds=model.kinds)
+                   progress=lambda: shown.composing(min(p.length for p in plans)), kinds=model.kinds,
+                   opening=() if r.prime is not None else model.rests)  # a primed song goes on as it was
             return plans
         plans, loops = compose_more(r.num), [None] * r.num
         if looping:

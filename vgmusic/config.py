@@ -91,8 +91,9 @@ class TrainConfig:
     batch_size: int = _opt(64, "windows per gradient step", between(1, 65536))
     epochs: int = _opt(200, "upper bound on epochs; early stopping usually ends far sooner", between(1, MANY))
     select: str = _opt("pitch", "which held-out loss picks the best epoch and stops training: 'pitch' (the event "
-                                "encoding's pitch tokens; the total hid that pitches went on improving) or 'total'",
-                       one_of("pitch", "total"))
+                                "encoding's pitch tokens; the total hid that pitches went on improving) or 'total'; "
+                                "or 'last': the last of --epochs, no early stopping (the shipped games' fine-tuning)",
+                       one_of("pitch", "total", "last"))
     patience: int = _opt(8, "stop after this many epochs without a better held-out loss (the original overfits "
                             "from epoch 2)", between(1, MANY))
     learning_rate: float = _opt(1e-3, "Adam learning rate", (lambda v: 0 < v <= 10, "above 0 and at most 10"))

@@ -80,7 +80,7 @@ def sampling_of(cfg):
 
 def read_prime(path, timeout=PredictConfig.prime_timeout):
     """The Song to continue, read as extraction reads a song (bounded in time and memory; music21's key)."""
-    from .extract import parse_file
+    from .parse import parse_file
     from .song import Song
     try:
         entry = parse_file(path, timeout=timeout)

@@ -109,10 +109,12 @@ class Run:
         meta, history = dict(self.meta, epochs_done=row["epoch"]), self.history + [row]
         # last keeps the optimizer's moments for --resume; best is what composing loads, weights only
         files = {WEIGHTS["last"]: weights_bytes(model)}
-        improved = meta["best_score"] is None or row[meta["select"]] < meta["best_score"]
+        # select "last": every epoch is the one kept, its held-out loss the score
+        score = row["val_loss" if meta["select"] == "last" else meta["select"]]
+        improved = meta["select"] == "last" or meta["best_score"] is None or score < meta["best_score"]
         if improved:
             files[WEIGHTS["best"]] = weights_bytes(model, optimizer=False)
-            meta.update(best_score=row[meta["select"]], best_val_loss=row["val_loss"], best_epoch=row["epoch"])
+            meta.update(best_score=score, best_val_loss=row["val_loss"], best_epoch=row["epoch"])
             if meta.get("tokens_per_event"):  # per event: comparable across encodings and vocabularies
                 meta["best_val_loss_per_event"] = round(row["val_loss"] * meta["tokens_per_event"], 5)
         # the sidecar names the very files it describes: loading refuses any other
@@ -207,7 +209,7 @@ def train(cfg, progress=sys.stdout, run=None):
     # 3.44 to 2.59 while durations and waits, rhythms unlike the training songs', rose), and models
     # stopped by the total wrote wide random leaps. So event models keep the epoch of the best pitches.
     has_pitch = any(token_kind(t) == "pitch" for t in vocab.tokens)
-    meta["select"] = "val_pitch" if cfg.select == "pitch" and has_pitch else "val_loss"
+    meta["select"] = "last" if cfg.select == "last" else "val_pitch" if cfg.select == "pitch" and has_pitch else "val_loss"
     meta["baselines"] = {} if cfg.shards else heldout_baseline(enc, train_songs, val_songs)
     meta["tokens_per_event"] = (shard_tokens_per_event(enc, vocab, shards, val_ids) if cfg.shards
                                 else tokens_per_event(enc, vocab, val_ids))
@@ -260,9 +262,10 @@ def train(cfg, progress=sys.stdout, run=None):
               f"{cfg.arch}, {model.count_params():,} parameters"
               f"{f', styles {len(styles)}' if styles else ''}"
               f"{f', from {cfg.init_from}' if start else ''} -> {folder}", file=progress, flush=True)
-        callbacks = [KindLoss(val_data, vocab, run.check), Checkpointer(run.save_epoch, run.check, progress),
-                     # held-out loss turns up after a few epochs on songs this small: stopping is part of training
-                     keras.callbacks.EarlyStopping(monitor=meta["select"], mode="min", patience=cfg.patience)]
+        callbacks = [KindLoss(val_data, vocab, run.check), Checkpointer(run.save_epoch, run.check, progress)]
+        # held-out loss turns up after a few epochs on songs this small: stopping is part of training
+        if meta["select"] != "last":
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=meta["select"], mode="min", patience=cfg.patience))
         run.fitting = True
         model.fit(data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=len(run.history),
                   steps_per_epoch=cfg.max_steps or None, shuffle=False, verbose=cfg.verbose,
@@ -279,7 +282,8 @@ def train(cfg, progress=sys.stdout, run=None):
         plot_curves({cfg.arch: run.history}, folder / CURVE, title)
     meta = run.meta
     if meta["best_epoch"]:
-        print(f"best epoch {meta['best_epoch']} of {meta['epochs_done']} by {meta['select']} "
+        print(f"best epoch {meta['best_epoch']} of {meta['epochs_done']} by "
+              f"{'being the last' if meta['select'] == 'last' else meta['select']} "
               f"({meta['best_score']:.3f}); held-out loss {meta['best_val_loss']:.3f} per token", file=progress)
     return meta, run.history, model
 
