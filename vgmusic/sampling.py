@@ -22,7 +22,7 @@ class Sampling:
     rhythm_temperature: float = None
     rhythm_top_p: float = None
     # How likely, against the network's word, a note is to strike the melody's last pitch again (1: as
-    # the network says; vgmusic.decode.discourage_repeats). None: the model's game's own (vgmusic.config).
+    # the network says; vgmusic.decode.discourage_repeats). None: the model's game's own (vgmusic/games.py).
     repeat_penalty: float = None
 
     @property
