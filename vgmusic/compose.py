@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import nets  # noqa: E402
-from .config import DEFAULT_REPEAT_PENALTY, REPEAT_PENALTY  # noqa: E402
+from .games import DEFAULT_REPEAT_PENALTY, REPEAT_PENALTY  # noqa: E402  (plain data: not the flags of config.py)
 from .checkpoint import check_weights_file, read_sidecar, weights_path  # noqa: E402
 from .decode import BEATS_PER_BAR, decode  # noqa: E402
 from .encode import ANY_STYLE, GRID, PAD, control, get_encoding, token_kind  # noqa: E402
