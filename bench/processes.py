@@ -54,6 +54,12 @@ def imported_modules(importtime_stderr):
 
 def compose_process(args, tmp):
     """Cold processes A-F and M against E, interleaved: medians, RATIOS, imports."""
+    global ENV
+    # bytecode cached, as every user's Python caches it: an environment that forbids it
+    # (PYTHONDONTWRITEBYTECODE, set on this project's machines) would have each child compile the project's
+    # 60 modules anew (0.07 s), which no user pays after the first run, while TensorFlow's and NumPy's came
+    # compiled with their wheels; the untimed first runs below write it (into __pycache__, as git ignores)
+    ENV = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
     tmp, model_dir = Path(tmp), []
     shipped = (ROOT / GAME / "weights" / "model.json").exists()
     if not shipped:  # a checkout before any training: a small model of the same shape composes as fast
@@ -110,7 +116,8 @@ def compose_rows(p):
         rows.append(f"| ratio of CPU medians {k}{what} | {r['value']:.3f}{VERDICT[r['passed']]} | |")
     order = " ".join(p["runs"])
     return rows, (f"Composing: medians of {len(p['runs']['A'])} cold processes each, interleaved {order} {order} "
-                  f"..., with the {p['model']} Pokemon model, `--seed {p['seed']}` (A {p['wrote']}); CPU is user + "
+                  f"..., with the {p['model']} Pokemon model, `--seed {p['seed']}` (A {p['wrote']}), each after an untimed "
+                  f"first run that read the files into the page cache and wrote the bytecode caches; CPU is user + "
                   f"sys of the child; load average {p['load_average'][0][0]:.2f} before, {p['load_average'][1][0]:.2f}"
                   f" after, on {p['cpus']} CPUs. Top-level modules imported: " + ", ".join(
                       f"{k} {n}" for k, n in p["modules_imported"].items())

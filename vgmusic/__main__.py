@@ -6,6 +6,7 @@
     python -m vgmusic evaluate --game <name> [--generated DIR ...]   measure songs (= evaluate.py)
     python -m vgmusic compare [--game GAME ...] [--budget SECONDS]   compare the architectures
     python -m vgmusic retrain                       retrain the four shipped models from the songs
+    python -m vgmusic calibrate --game <name>       match a model's rhythm to its training songs' (calibrate.py)
 
 Each command's --help lists its flags.
 """
@@ -20,7 +21,8 @@ from .entry import start  # noqa: E402
 
 # command -> (module, function)
 COMMANDS = {"extract": ("extract", "main"), "train": ("train", "main"), "predict": ("predict", "main"),
-            "evaluate": ("evaluate", "main"), "compare": ("compare", "main"), "retrain": ("train", "retrain_main")}
+            "evaluate": ("evaluate", "main"), "compare": ("compare", "main"), "retrain": ("train", "retrain_main"),
+            "calibrate": ("calibrate", "main")}
 
 if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
     print(__doc__.strip())

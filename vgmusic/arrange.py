@@ -139,17 +139,23 @@ def limit_voices(song, ens, order, only=None):
     if not limits:
         return
     cells = int(np.ceil(song.end * RESOLUTION)) + 1
-    counts = [np.zeros(cells, np.int32) for _ in limits]
+    # plain lists: a note spans a dozen cells, where a NumPy call costs more than the looking
+    counts = [[0] * cells for _ in limits]
 
     def span(n):
         a = round(n.onset * RESOLUTION)
         return a, max(a + 1, round((n.onset + n.duration) * RESOLUTION))
+
+    def add(count, a, b):
+        for i in range(a, min(b, cells)):  # as a NumPy slice would, nothing past the last cell
+            count[i] += 1
     fixed = [t for t in song.tracks if t.role not in order or (only and t.role != only)]
     for t in fixed:
         for n in t.notes:
             a, b = span(n)
             for (roles, _), count in zip(limits, counts):
-                count[a:b] += t.role in roles
+                if t.role in roles:
+                    add(count, a, b)
     by_role = {t.role: t for t in song.tracks}
     for role in reversed(order):  # the last given up first is placed first
         track = by_role.get(role)
@@ -160,16 +166,14 @@ def limit_voices(song, ens, order, only=None):
         for n in track.notes:
             a, b = span(n)
             stop = b
-            for count, voices in mine:
-                full = np.nonzero(count[a:b] >= voices)[0]
-                if len(full):
-                    stop = min(stop, a + int(full[0]))
+            for count, voices in mine:  # the first cell already full
+                stop = next((i for i in range(a, min(stop, cells)) if count[i] >= voices), stop)
             if stop < b:
                 if stop - a < RESOLUTION // 8:  # shorter than a 32nd: left out
                     continue
                 n, b = n._replace(duration=(stop - a) / RESOLUTION), stop
             for count, _ in mine:
-                count[a:b] += 1
+                add(count, a, b)
             kept.append(n)
         track.notes = kept
 

@@ -30,6 +30,10 @@ class Context:
         self.chords = chords  # [(start, end, chord index)]
         self.starts = [c[0] for c in chords]
         self.melody = sorted(melody_notes)
+        # melody_between looks only among the notes starting from the longest note's length before its
+        # span to its end (found by bisection): a scan of the whole melody per chord was quadratic
+        self._onsets = [n.onset for n in self.melody]
+        self._longest = max((n.duration for n in self.melody), default=0.0)
         self.sections = self._sections(song)
 
     def _sections(self, song):
@@ -53,7 +57,10 @@ class Context:
         return self.chord_at(self.loop_start) if self.loop else self.chords[-1]
 
     def melody_between(self, a, b):
-        return [n for n in self.melody if n.onset < b - 1e-9 and n.onset + n.duration > a + 1e-9]
+        """The melody notes sounding between beats a and b, in the melody's order."""
+        lo = bisect.bisect_left(self._onsets, a - self._longest - 1e-6)  # every note before ends before a
+        hi = bisect.bisect_left(self._onsets, b - 1e-9)  # every note from here on starts at b or later
+        return [n for n in self.melody[lo:hi] if n.onset + n.duration > a + 1e-9]
 
     def steps(self):
         return {"4/4": 16, "3/4": 12}.get(self.metre)
@@ -150,11 +157,12 @@ def harmony(ctx, part, rng):
     if part.style == "arpeggio":
         shapes = themed(ctx, rng, lambda r: (list(ARPEGGIOS)[int(r.integers(len(ARPEGGIOS)))],
                                              0.25 if r.random() < 0.6 else 0.5))
+        starts = [x[0] for x in voiced]
         for a, b, theme in ctx.sections:
             shape, step = shapes[theme]
             t = a * ctx.bar
             while t < b * ctx.bar - 1e-9:
-                _, _, v = voiced[bisect.bisect_right([x[0] for x in voiced], t + 1e-9) - 1]
+                _, _, v = voiced[bisect.bisect_right(starts, t + 1e-9) - 1]
                 tones = list(v) + [v[0] + 12] if len(v) < 4 else list(v)
                 index = ARPEGGIOS[shape][int(round(t / step)) % len(ARPEGGIOS[shape])] % len(tones)
                 pitch = tones[index]

@@ -147,7 +147,11 @@ def _check(meta):
                 # a --style model: source name -> one of its vocabulary's control tokens
                 "styles": (lambda v: isinstance(v, dict) and all(
                     isinstance(k, str) and t in tokens and t.startswith("<") for k, t in v.items()),
-                           "source names and their control tokens")}
+                           "source names and their control tokens"),
+                # vgmusic/calibrate.py: a logit offset for some of the vocabulary's rhythm tokens
+                "rhythm_prior": (lambda v: isinstance(v, dict) and isinstance(v.get("bias"), dict) and all(
+                    t in tokens and _number(b) and abs(b) <= 10 for t, b in v["bias"].items()),
+                                 "an object whose bias gives vocabulary tokens offsets of at most 10")}
     for key, (ok, what) in optional.items():
         if key in meta and not ok(meta[key]):
             return f"'{key}' should be {what}, is {json.dumps(meta[key])[:40]}"

@@ -62,6 +62,12 @@ class Model:
         self.banned = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("pad", "control")],
                                np.int64)
         self.kinds = kind_groups(token_kind(t) for t in self.vocab.tokens)  # for sampling rhythm apart
+        # the rhythm calibration's logit offsets (vgmusic/calibrate.py), if it was measured on these weights
+        self.prior = None
+        prior = self.meta.get("rhythm_prior")
+        if prior and prior.get("weights_sha256") == (self.meta.get("weights_sha256") or {}).get(which):
+            from .calibrate import as_array
+            self.prior = as_array(prior["bias"], self.vocab)
         # what a rest is made of (decode.open_with_a_note: never a song's first token); none in classic tokens
         self.rests = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("wait", "duration")],
                               np.int64)
@@ -140,6 +146,10 @@ def compose(model, request, progress=False):
         game = r.style if r.style in REPEAT_PENALTY else model.meta.get("game")
         r = dataclasses.replace(r, sampling=dataclasses.replace(
             r.sampling, repeat_penalty=REPEAT_PENALTY.get(game, DEFAULT_REPEAT_PENALTY)))
+    strength = r.sampling.rhythm_prior
+    if r.sampling.prior is None and model.prior is not None and strength != 0:  # the model's rhythm calibration
+        r = dataclasses.replace(r, sampling=dataclasses.replace(
+            r.sampling, prior=model.prior * np.float32(1.0 if strength is None else strength)))
     seed = r.seed if r.seed is not None and r.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 32)
     rng = np.random.default_rng(seed)
     back, tempo = 0, model.meta.get("tempo")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from . import ROOT
 # the per-game settings (vgmusic/games.py), named here too: config is where a setting is looked up
-from .games import (BASE_MODEL, DEFAULT_REPEAT_PENALTY, FINE_TUNE, GAME_ENSEMBLES, GAMES, REPEAT_PENALTY,  # noqa: F401
+from .games import (BASE_MODEL, CALIBRATED, DEFAULT_REPEAT_PENALTY, FINE_TUNE, GAME_ENSEMBLES, GAMES, REPEAT_PENALTY,  # noqa: F401
                     RUNS, SHIPPED, default_model_dir, game_overrides, game_sources, train_dir)
 from .ensembles import DEFAULT_ENSEMBLE, ENSEMBLES  # the ensembles' presets, plain data: --ensemble's names
 from .nets import ARCHS  # the registry of the networks (imports NumPy, neither TensorFlow nor h5py)
@@ -170,6 +170,12 @@ class PredictConfig:
                                       "network's word (1: as it says; 0: the game's own, REPEAT_PENALTY in "
                                       f"vgmusic/games.py, else {DEFAULT_REPEAT_PENALTY})",
                                  (lambda v: v == 0 or 0.01 <= v <= 10, "0 or from 0.01 to 10"))
+    # A model fine-tuned from the base kept the base corpus's even eighths (Final Fantasy VII: 68% of its
+    # intervals eighths, 12% sixteenths; its songs 54% and 27%): vgmusic/calibrate.py measures each
+    # duration and wait token against the training songs and offsets its logit
+    rhythm_prior: float = _opt(1.0, "how much of the model's rhythm calibration to apply (python -m vgmusic "
+                                    "calibrate): 1 as measured, 0 none (a model without one: no effect)",
+                               (lambda v: 0 <= v <= 10, "from 0 to 10"))
     form: str = _opt("AA'BA'", "phrases in order: a letter seen before repeats that phrase, ' composes a new last "
                                "bar for it (the pattern repeats with new themes until the length is reached)")
     phrase_bars: int = _opt(4, "bars of 4/4 per phrase of the form", between(1, 64))
@@ -353,3 +359,16 @@ class CompareConfig:
     data_dir: str = _opt(str(ROOT / "data"), "extracted songs (get_all_notes.py)")
     out: str = _opt(str(ROOT / "docs" / "compare"), "where the tables and figures go", metavar="DIR")
     runs_dir: str = _opt(str(RUNS), "where each run's model folder goes")
+
+
+@dataclass
+class CalibrateConfig:
+    # defaults with reasons: vgmusic/calibrate.py
+    game: str = _opt("", "the game whose model to calibrate", required=True)
+    model_dir: str = _opt("", "the model folder (default: <project>/<game>/weights)")
+    data_dir: str = _opt(str(ROOT / "data"), "extracted songs (get_all_notes.py): the model's training songs")
+    songs: int = _opt(20, "songs composed a round: about 5,000 events, so a rhythm used once in a hundred is counted 50 times",
+                      between(1, 1000))
+    rounds: int = _opt(4, "correcting rounds (an offset changes what follows it, so one round is not exact)",
+                       between(1, 20))
+    seed: int = _opt(0, "the seed every round composes its songs with", between(0, 2 ** 31))

@@ -144,10 +144,11 @@ def viterbi(emit, start, log_change, stay, bar_lines, fixed, end=None, cadence=N
     if 0 in fixed:
         score = np.where(np.arange(k) == fixed[0], score, -np.inf)
     back = np.zeros((n, k), np.int64)
+    # the two transition matrices, at a bar line and within a bar, made once rather than at every slot
+    trans = {line: np.where(same, math.log(p), math.log(1 - p) + np.where(other, log_change, -np.inf))
+             for line, p in ((True, stay["bar"]), (False, stay["mid"]))}
     for t in range(1, n):
-        p = stay["bar"] if bar_lines[t] else stay["mid"]
-        trans = np.where(same, math.log(p), math.log(1 - p) + np.where(other, log_change, -np.inf))
-        total = score[:, None] + trans
+        total = score[:, None] + trans[bool(bar_lines[t])]
         back[t] = total.argmax(axis=0)
         score = total.max(axis=0) + emit[t]
         if t in fixed:

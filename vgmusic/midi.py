@@ -214,7 +214,55 @@ def _track(track, events, end):
 
 
 def write_midi(song, path):
-    midi = song_to_midi(song)
+    data = midi_bytes(song_to_midi(song))
     with atomic_path(path) as tmp:
-        midi.save(tmp)
+        tmp.write_bytes(data)
     return path
+
+
+NOTE_STATUS = {"note_off": 0x80, "note_on": 0x90}
+
+
+def midi_bytes(midi):
+    """The file mido's MidiFile.save writes (running status; each track's end of track last, carrying the
+    time of any earlier one), the note messages encoded here: mido's bytes() per message took two thirds
+    of writing a song. What song_to_midi makes: notes, channel and meta messages, no sysex."""
+    out = bytearray(b"MThd\0\0\0\6" + bytes([0, midi.type, *divmod(len(midi.tracks), 256),
+                                                 *divmod(midi.ticks_per_beat, 256)]))
+    for track in midi.tracks:
+        data, running, carried = bytearray(), None, 0
+        for msg in track:
+            if msg.type == "end_of_track":
+                carried += msg.time
+                continue
+            _varint(data, msg.time + carried)
+            carried = 0
+            status = NOTE_STATUS.get(msg.type)
+            if status is not None:
+                status |= msg.channel
+                data += (bytes((msg.note, msg.velocity)) if status == running
+                         else bytes((status, msg.note, msg.velocity)))
+                running = status
+            elif msg.is_meta:
+                data += bytes(msg.bytes())
+                running = None
+            else:
+                body = bytes(msg.bytes())
+                data += body[1:] if body[0] == running else body
+                running = body[0] if body[0] < 0xF0 else None
+        _varint(data, carried)
+        data += b"\xff\x2f\x00"  # end of track
+        out += b"MTrk" + len(data).to_bytes(4, "big") + data
+    return bytes(out)
+
+
+def _varint(data, value):
+    """MIDI's variable-length quantity: 7 bits a byte, most significant first, the high bit on all but the last."""
+    if value < 0x80:
+        data.append(value)
+        return
+    groups = []
+    while value:
+        groups.append(value & 0x7F)
+        value >>= 7
+    data += bytes([g | 0x80 for g in reversed(groups[1:])] + [groups[0]])

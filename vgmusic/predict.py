@@ -75,7 +75,8 @@ def edit(cfg):
 
 def sampling_of(cfg):
     return Sampling(cfg.temperature, cfg.top_k, cfg.top_p, rhythm_temperature=cfg.rhythm_temperature or None,
-                    rhythm_top_p=cfg.rhythm_top_p or None, repeat_penalty=cfg.repeat_penalty or None)
+                    rhythm_top_p=cfg.rhythm_top_p or None, repeat_penalty=cfg.repeat_penalty or None,
+                    rhythm_prior=cfg.rhythm_prior)
 
 
 def read_prime(path, timeout=PredictConfig.prime_timeout):

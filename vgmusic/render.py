@@ -20,6 +20,7 @@ from .store import atomic_path
 from .midi import TICKS_PER_BEAT, channels, song_to_midi
 from .song import DRUM_CHANNEL, Song
 from .wavloop import append_chunks
+from . import voices
 # General MIDI in 6 MB, shipped inside the pretty_midi package (see requirements.txt)
 SOUNDFONT = "TimGM6mb.sf2"
 # tinysoundfont declares a dependency on pyaudio, which it imports only for live playback (never used
@@ -181,14 +182,14 @@ def render_audio(song, loop=False, tail=1.0, sample_rate=44100, soundfont=None, 
     if not soundfont.is_file():
         raise ValueError(f"{soundfont}: SoundFont not found")
     synth = _synth(soundfont, sample_rate)
+    # notes summed from one rendering each (vgmusic.voices) where that is what the synthesizer plays: with
+    # the SoundFont whose melodic instruments are known to let each voice be
+    bank = (lambda: _synth(soundfont, sample_rate)) if soundfont == default_soundfont() else None
     if loop and not start:
-        return _render_loop(synth, events, frames, sample_rate), sample_rate
+        return _render_loop(synth, bank, events, frames, sample_rate), sample_rate
     passes = 2 if loop else 1
     total = 2 * frames - start if loop else frames + round(tail * sample_rate)
-    frame = 8  # bytes: two float32 channels
-    buf = bytearray(total * frame)
-    view = memoryview(buf)
-    pos = 0
+    schedule = []
     for p in range(passes):
         offset = p * (frames - start)  # the second pass plays the loop only, right after the first
         for when, msg in events:
@@ -197,18 +198,10 @@ def render_audio(song, loop=False, tail=1.0, sample_rate=44100, soundfont=None, 
                 if msg.type in ("note_on", "note_off"):
                     continue
                 at = frames
-            if at > pos:
-                synth.generate_simple(at - pos, buffer=view[pos * frame:at * frame])
-                pos = at
-            _send(synth, msg)
-        at = offset + frames
-        if at > pos:
-            synth.generate_simple(at - pos, buffer=view[pos * frame:at * frame])
-            pos = at
-        synth.notes_off()  # a note left held at the end is released there, as a looping game does
-    if total > pos:
-        synth.generate_simple(total - pos, buffer=view[pos * frame:])
-    whole = np.frombuffer(buf, np.float32).reshape(-1, 2)
+            schedule.append((at, msg))
+        schedule.append((offset + frames, None))  # a note left held at the end is released there
+    whole = np.zeros((total, 2), np.float32)
+    _play(synth, bank, events, schedule, whole)
     audio = whole[frames if loop else 0:]  # a loop keeps pass 2
     if start:
         n = min(round(XFADE * sample_rate), start)
@@ -222,32 +215,39 @@ def render_audio(song, loop=False, tail=1.0, sample_rate=44100, soundfont=None, 
     return audio, sample_rate
 
 
-def _play(synth, events, view, frames, sample_rate):
-    """Every event at its frame into view (float32 stereo frames), up to `frames`; notes still held then end."""
-    pos = 0
-    for when, msg in events:
-        at = round(when * sample_rate)
+def _play(synth, bank, events, schedule, audio, wrap=False):
+    """The `schedule` ((frame, message), in order; None: every held note released, as a looping game does)
+    into `audio` (float32 frames x 2); with `bank` (a fresh synthesizer's maker), the notes that sound the
+    same summed from one rendering each (vgmusic.voices), wrapped over the start with `wrap`."""
+    notes = None
+    if bank:
+        schedule, notes, settings = voices.split(schedule, events)
+    view, pos = memoryview(audio).cast("B"), 0
+    for at, msg in schedule:
         if at > pos:
             synth.generate_simple(at - pos, buffer=view[pos * 8:at * 8])
             pos = at
-        _send(synth, msg)
-    if frames > pos:
-        synth.generate_simple(frames - pos, buffer=view[pos * 8:frames * 8])
-    synth.notes_off()  # a note left held at the end is released there, as a looping game does
+        if msg is None:
+            synth.notes_off()
+        else:
+            _send(synth, msg)
+    if len(audio) > pos:
+        synth.generate_simple(len(audio) - pos, buffer=view[pos * 8:])
+    if notes:
+        voices.add_notes(audio, notes, settings, bank(), _send, wrap)
 
 
-def _render_loop(synth, events, frames, sample_rate):
+def _render_loop(synth, bank, events, frames, sample_rate):
     """A loop without an intro, played once: what still rings after its end (releases, notes the loop's end
     cut) is rendered on until it falls silent (at most one more loop's length) and added over the start,
     which is what a game hears each time round. The synthesizer sums independent voices, so this is the
     second pass of playing the song twice over, at half the cost: the same samples up to float rounding."""
-    buf = bytearray(frames * 8)  # two float32 channels a frame
-    view = memoryview(buf)
-    _play(synth, events, view, frames, sample_rate)
-    audio = np.frombuffer(buf, np.float32).reshape(-1, 2)
+    audio = np.zeros((frames, 2), np.float32)
+    schedule = [(round(when * sample_rate), msg) for when, msg in events] + [(frames, None)]
     tail = np.empty((min(TAIL_BLOCK, frames), 2), np.float32)
+    _play(synth, bank, events, schedule, audio, wrap=True)
     at = 0
-    while at < frames:  # the ringing tail, a block at a time, wrapped over the start
+    while at < frames:  # the live synthesizer's ringing tail, a block at a time, wrapped over the start
         n = min(len(tail), frames - at)
         synth.generate_simple(n, buffer=memoryview(tail[:n]).cast("B"))
         audio[at:at + n] += tail[:n]

@@ -5,7 +5,7 @@ The temperature rule: 0 is the original's argmax; any other temperature divides 
 so small that the division overflows (1e-320 does) gives what its limit is, the argmax's distribution,
 instead of NaN probabilities; logits that are not finite (a diverged network) are refused in one line."""
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +24,10 @@ class Sampling:
     # How likely, against the network's word, a note is to strike the melody's last pitch again (1: as
     # the network says; vgmusic.decode.discourage_repeats). None: the model's game's own (vgmusic/games.py).
     repeat_penalty: float = None
+    # How much of the model's rhythm calibration to apply (vgmusic/calibrate.py; None: all of it, 0: none),
+    # and the logit offsets [V] themselves, which composing takes from the model (or a caller gives)
+    rhythm_prior: float = None
+    prior: object = field(default=None, compare=False, repr=False)
 
     @property
     def by_kind(self):
@@ -40,12 +44,16 @@ class Sampling:
             raise ValueError(f"rhythm temperature must be from 0.01 to 100, got {self.rhythm_temperature}")
         if self.repeat_penalty is not None and not 0.01 <= self.repeat_penalty <= 10:
             raise ValueError(f"repeat penalty must be from 0.01 to 10, got {self.repeat_penalty}")
+        if self.rhythm_prior is not None and not 0 <= self.rhythm_prior <= 10:
+            raise ValueError(f"rhythm prior must be from 0 to 10, got {self.rhythm_prior}")
         if self.rhythm_top_p is not None and not 0 < self.rhythm_top_p <= 1:
             raise ValueError(f"rhythm top-p must be above 0 and at most 1, got {self.rhythm_top_p}")
 
     def draw(self, logits, rng, banned=(), kinds=None):
         """One token per row by these settings; `kinds` [V] (KIND_GROUPS of each token, see kind_groups)
         is needed only when sampling by kind."""
+        if self.prior is not None:  # the rhythm calibration's offsets: the draw itself is unchanged
+            logits = np.asarray(logits, np.float32) + self.prior
         if not self.by_kind or self.temperature <= 0:
             return pick(logits, rng, self.temperature, self.top_k, self.top_p, banned)
         if kinds is None:
@@ -143,7 +151,9 @@ def _pick_row(z, u, temperature, top_k, top_p, cols):
         kinds = _nucleus_row(shares.copy(), top_p[0]) > 0 if top_p[0] < 1 else shares > 0
         for g, cut in enumerate(top_p):
             c = cols[g]
-            if not len(c):
+            if not len(c) or cut >= 1 and kinds[g]:
+                # a kind kept whole: its tokens would be scaled by its share over their sum, the same sum of
+                # the same numbers (the kinds' columns are apart), exactly 1: nothing to do
                 continue
             kept = _nucleus_row(p[c], cut * shares[g]) if cut < 1 else p[c]
             total = kept.sum()

@@ -31,9 +31,11 @@ def atomic_path(path):
 
 
 def write_json(path, obj):
+    # what holds songs' notes (the cache's "songs", a record's "song") is written compact: json indents
+    # only in its pure-Python encoder, which took 0.03 s of a 0.7 s composing process for one song's record
+    bulk = isinstance(obj, dict) and ("songs" in obj or "song" in obj)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, separators=(",", ":")) if isinstance(obj, dict) and "songs" in obj
-                       else json.dumps(obj, indent=1))
+        tmp.write_text(json.dumps(obj, separators=(",", ":")) if bulk else json.dumps(obj, indent=1))
 
 
 def read_json(path, what):

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 from .cli import build, interruption, on_terminal, os_error, parser_for, run_command
-from .config import BASE_MODEL, SHIPPED, RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir  # noqa: F401
+from .config import BASE_MODEL, CALIBRATED, SHIPPED, RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir  # noqa: F401
 from .entry import forget_ctrl_c
 from .trainset import distinct, prepare  # noqa: F401  (compare.py and the tests use them from here)
 
@@ -338,6 +338,9 @@ def retrain_main(argv=None):
             kinds = ", ".join(f"{k[4:]} {v:.3f}" for k, v in best.items() if k.startswith("val_") and k != "val_loss")
             rows.append(f"{game}: held-out loss {meta['best_val_loss']:.3f} per token ({kinds}) at epoch "
                         f"{meta['best_epoch']} of {meta['epochs_done']}, {time.perf_counter() - t0:.0f} s")
+            if game in CALIBRATED:  # new weights, so the rhythm measured anew (vgmusic/calibrate.py)
+                from .calibrate import calibrate_folder
+                calibrate_folder(default_model_dir(game), args.data_dir)
             done.append(game)
         print("\n".join(rows))
 
