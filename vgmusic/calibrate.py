@@ -8,9 +8,11 @@ eighths and 12% as sixteenths, where its songs have 54% and 27%; a higher rhythm
 draws onto dotted and long notes, not onto sixteenths (bench/results/judge-ff7-rt-*.md). This measures
 the gap and closes it at the draw: it composes `songs` songs at the default settings, counts each
 duration and wait token against the same tokens in the model's training songs (within its kind: a
-duration among durations), and gives every rhythm token a logit offset, log(songs' share / drawn
-share), added at each draw; then composes again with the offsets and corrects them, `rounds` times
-(an offset changes what comes after it, so one round overshoots some tokens and misses others).
+duration among durations), and moves the logit offset of every rhythm token either side uses at least
+FLOOR of the time STEP of the way to log(songs' share / drawn share), within +-LIMIT; then composes the
+same songs (the same seed) with the offsets and corrects them again, `rounds` times (an offset changes
+what comes after it, so one round overshoots some tokens and misses others). It settled on Final
+Fantasy VII's model and not on the other three shipped ones (vgmusic/games.py, CALIBRATED: the figures).
 
 The offsets are a prior over the rhythm vocabulary, not a new network: the network still decides
 which rhythm fits where, and pitches are untouched. They live in the model's sidecar ("rhythm_prior",
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .encode import token_kind
+from .sampling import prior_array
 
 RHYTHM_KINDS = ("duration", "wait")  # the token kinds calibrated: a note's length and the time to the next
 
@@ -77,14 +80,6 @@ def corrected(bias, human, drawn):
     return new
 
 
-def as_array(bias, vocab):
-    """The offsets as a logit vector over the vocabulary (0 for every token without one), float32."""
-    out = np.zeros(len(vocab.tokens), np.float32)
-    for t, b in bias.items():
-        out[vocab.index[t]] = b
-    return out
-
-
 def calibrate(model, human_lists, sampling, songs=SONGS, rounds=ROUNDS, seed=0, report=print):
     """(offsets {token: logit}, [{round, shares drawn}]): `rounds` rounds of composing `songs` songs with
     `sampling` and the offsets so far, each correcting them towards the rhythm of `human_lists` (token lists)."""
@@ -92,7 +87,7 @@ def calibrate(model, human_lists, sampling, songs=SONGS, rounds=ROUNDS, seed=0, 
     human = shares(rhythm_counts(human_lists), model.vocab.tokens)
     bias, history = {}, []
     for r in range(rounds + 1):  # the last composing only measures
-        prior = as_array(bias, model.vocab) if bias else None
+        prior = prior_array(bias, model.vocab) if bias else None
         # the same seed every round: the draws then move with the offsets, not with a new set of songs (a
         # rhythm one set of 20 songs never used, the next drew 11% of the time, at offsets 0.6 apart)
         drawn_songs = compose(model, Request(num=songs, events=EVENTS, seed=seed,

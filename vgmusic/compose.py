@@ -28,7 +28,7 @@ from .checkpoint import check_weights_file, read_sidecar, weights_path  # noqa: 
 from .decode import BEATS_PER_BAR, decode  # noqa: E402
 from .encode import ANY_STYLE, GRID, PAD, control, get_encoding, token_kind  # noqa: E402
 from .form import FormPlan  # noqa: E402
-from .sampling import Sampling, kind_groups  # noqa: E402
+from .sampling import Sampling, kind_groups, prior_array  # noqa: E402
 from .song import Key, Note, Section, Song, Track  # noqa: E402
 from .theory import parse_key, to_key  # noqa: E402
 
@@ -66,8 +66,7 @@ class Model:
         self.prior = None
         prior = self.meta.get("rhythm_prior")
         if prior and prior.get("weights_sha256") == (self.meta.get("weights_sha256") or {}).get(which):
-            from .calibrate import as_array
-            self.prior = as_array(prior["bias"], self.vocab)
+            self.prior = prior_array(prior["bias"], self.vocab)
         # what a rest is made of (decode.open_with_a_note: never a song's first token); none in classic tokens
         self.rests = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("wait", "duration")],
                               np.int64)

@@ -195,6 +195,15 @@ def _nucleus_row(p, top_p):
     return p
 
 
+def prior_array(bias, vocab):
+    """Logit offsets {token: offset} (a rhythm calibration's, vgmusic/calibrate.py) as a vector over the
+    vocabulary, 0 for every token without one, float32 as the networks' logits."""
+    out = np.zeros(len(vocab.tokens), np.float32)
+    for t, b in bias.items():
+        out[vocab.index[t]] = b
+    return out
+
+
 def log_probs(logits):
     z = np.asarray(logits, np.float64)
     z = z - z.max(1, keepdims=True)
