@@ -148,7 +148,7 @@ def _pick_row(z, u, temperature, top_k, top_p, cols):
     p /= p.sum()
     if cols is not None:
         shares = np.array([p[c].sum() for c in cols])
-        kinds = _nucleus_row(shares.copy(), top_p[0]) > 0 if top_p[0] < 1 else shares > 0
+        kinds = _kinds_kept(shares.tolist(), top_p[0]) if top_p[0] < 1 else shares > 0
         for g, cut in enumerate(top_p):
             c = cols[g]
             if not len(c) or cut >= 1 and kinds[g]:
@@ -162,7 +162,19 @@ def _pick_row(z, u, temperature, top_k, top_p, cols):
     elif top_p < 1:
         p = _nucleus_row(p, top_p)
         p /= p.sum()
-    return min(int((np.cumsum(p) < u).sum()), len(p) - 1)
+    # the count of cumulative sums under u, found by bisection: p >= 0, so the sums never decrease
+    return min(int(np.searchsorted(np.cumsum(p), u)), len(p) - 1)
+
+
+def _kinds_kept(shares, top_p):
+    """_nucleus_row(shares, top_p) > 0 for the three kinds' shares, in Python floats: the same stable
+    order, the same sums in the same order (float64 either way), without NumPy's per-call cost."""
+    order = sorted(range(len(shares)), key=lambda i: -shares[i])  # sorted() is stable, as argsort's "stable"
+    kept, total = [False] * len(shares), 0.0
+    for i in order:
+        total += shares[i]  # the cumulative sum, added in the same order as np.cumsum adds it
+        kept[i] = shares[i] > 0 and not total - shares[i] >= top_p  # zeroed where the sum before reaches top_p
+    return kept
 
 
 _COLUMNS = {}  # id(groups) -> (groups, its columns per group): a model's kinds array lives as long as it does

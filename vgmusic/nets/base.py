@@ -158,6 +158,11 @@ class Stepper:
         return seed
 
     def _ids(self, ids):
+        # one song's step, as the decoding loop feeds it (an int64 array of one id): checked in Python, a
+        # third of the time of check_ids' NumPy reductions, on every one of a song's 1,500 steps
+        if type(ids) is np.ndarray and ids.shape == (1,) == (self.batch,) and ids.dtype == np.int64 \
+                and 0 <= ids.item() < self.net.vocab_size:
+            return ids
         ids = check_ids(np.reshape(ids, -1), self.net.vocab_size, 1, "ids")
         if len(ids) != self.batch:
             raise ValueError(f"step got {len(ids)} ids for a batch of {self.batch}")
