@@ -116,8 +116,9 @@ def compose_rows(p):
         rows.append(f"| ratio of CPU medians {k}{what} | {r['value']:.3f}{VERDICT[r['passed']]} | |")
     order = " ".join(p["runs"])
     return rows, (f"Composing: medians of {len(p['runs']['A'])} cold processes each, interleaved {order} {order} "
-                  f"..., with the {p['model']} Pokemon model, `--seed {p['seed']}` (A {p['wrote']}), each after an untimed "
-                  f"first run that read the files into the page cache and wrote the bytecode caches; CPU is user + "
+                  f"..., with the {p['model']} Pokemon model, `--seed {p['seed']}` (A {p['wrote']}), each after an "
+                  f"untimed first run that read the files into the page cache and wrote the bytecode caches; CPU "
+                  f"is user + "
                   f"sys of the child; load average {p['load_average'][0][0]:.2f} before, {p['load_average'][1][0]:.2f}"
                   f" after, on {p['cpus']} CPUs. Top-level modules imported: " + ", ".join(
                       f"{k} {n}" for k, n in p["modules_imported"].items())

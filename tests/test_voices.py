@@ -1,6 +1,6 @@
 """Notes rendered once each and summed (vgmusic.voices) against the real synthesizer playing every note live:
-the same audio (the difference 55 dB under it, RMS, and no sample 45 dB off) on plain songs, loops, loops with an intro and stems, and the cases
-where summing would not be the synthesizer's sum kept live."""
+the same audio (the difference 55 dB under it, RMS, and no sample 45 dB off) on plain songs, loops, loops
+with an intro and stems, and the cases where summing would not be the synthesizer's sum kept live."""
 import struct
 
 import mido

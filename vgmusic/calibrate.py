@@ -33,7 +33,7 @@ from .sampling import prior_array
 RHYTHM_KINDS = ("duration", "wait")  # the token kinds calibrated: a note's length and the time to the next
 
 SONGS, ROUNDS = 20, 4  # CalibrateConfig's defaults, with their reasons
-EVENTS = 250  # events a calibration song: half a default song, as the rhythm of a song's first half is its second's
+EVENTS = 250  # events a calibration song: half a default song, so five composings of 20 take about 20 s
 SMOOTH = 0.5  # counts added to every rhythm token on both sides: a token never drawn gets a finite offset
 LIMIT = 2.0  # no offset past e^2, 7 times or a seventh as likely: the network keeps the last word
 FLOOR = 0.01  # of its kind's tokens: rarer in the songs and in the draws, a rhythm keeps the network's odds
@@ -74,7 +74,8 @@ def corrected(bias, human, drawn):
         if not moved:
             continue
         # what the moved tokens' drawn weight becomes; the others keep theirs
-        norm = math.log(sum(drawn[t] * math.exp(moved[t] - bias.get(t, 0.0)) for t in names) / sum(drawn[t] for t in names))
+        norm = math.log(sum(drawn[t] * math.exp(moved[t] - bias.get(t, 0.0)) for t in names)
+                        / sum(drawn[t] for t in names))
         for t in names:
             new[t] = max(-LIMIT, min(LIMIT, moved[t] - norm))
     return new
@@ -90,8 +91,9 @@ def calibrate(model, human_lists, sampling, songs=SONGS, rounds=ROUNDS, seed=0, 
         prior = prior_array(bias, model.vocab) if bias else None
         # the same seed every round: the draws then move with the offsets, not with a new set of songs (a
         # rhythm one set of 20 songs never used, the next drew 11% of the time, at offsets 0.6 apart)
-        drawn_songs = compose(model, Request(num=songs, events=EVENTS, seed=seed,
-                                             sampling=dataclasses.replace(sampling, prior=prior, rhythm_prior=None if bias else 0.0)))
+        # (no offsets at first: not even ones the model's sidecar already holds)
+        round_sampling = dataclasses.replace(sampling, prior=prior, rhythm_prior=None if bias else 0.0)
+        drawn_songs = compose(model, Request(num=songs, events=EVENTS, seed=seed, sampling=round_sampling))
         drawn = shares(rhythm_counts(s.meta["tokens"] for s in drawn_songs), model.vocab.tokens)
         worst = max(human, key=lambda t: abs(drawn[t] - human[t]))
         gap = abs(drawn[worst] - human[worst])
