@@ -197,6 +197,24 @@ def test_a_melody_without_sections_or_in_three_is_arranged(songs):
     assert len(out.meta["arrangement"]["chords"]) == 8
 
 
+def test_a_melody_moved_by_octaves_stays_inside_midi(tmp_path):
+    """A melody far below the ensemble's register, with one note near the top of MIDI (an untrained model's
+    melodies span octaves): moved up to the register, that note would pass 127 and the song not be written
+    (CI met it once, from a random seed); it goes back by octaves instead, the rest as moved."""
+    from vgmusic.song import Note, Track
+    low = [Note(b * 0.5, 0.5, 20 + b % 5, 100) for b in range(60)]
+    song = Song(tracks=[Track(low + [Note(31.0, 0.5, 125, 100)], role="melody")], tempos=[(0.0, 120.0)], length=32.0)
+    for name in ENSEMBLES:
+        out = arrange(song, name, seed=1)
+        octaves = out.meta["arrangement"]["melody_octaves"]
+        assert octaves > 0  # the test's power: the melody was moved up
+        melody = out.tracks[0].notes
+        assert [n.pitch for n in melody[:60]] == [n.pitch + 12 * octaves for n in low]
+        assert melody[60].pitch % 12 == 125 % 12 and 127 - 12 < melody[60].pitch <= 127
+        write_midi(out, tmp_path / f"{name}.mid")
+        assert mido.MidiFile(tmp_path / f"{name}.mid").tracks  # written, and read back
+
+
 def test_the_learned_data_records_its_sources_and_stays_small():
     d = data()
     assert set(d["sources"]) == {"freedoom", "openttd", "planetblupi", "chorales"}

@@ -51,7 +51,9 @@ def arrange(song, ensemble=DEFAULT_ENSEMBLE, tracks=None, instruments=None, seed
         raise ValueError(f"{song.title or 'the song'}: no melody to arrange (no pitched notes)")
     end = song.end
     octaves = melody_octaves(source.notes, ens.parts["melody"])
-    melody = [n._replace(pitch=n.pitch + 12 * octaves) for n in source.notes]  # every note, as it was
+    # every note, as it was; one the move takes past MIDI's 0-127 (a melody spanning many octaves, as an
+    # untrained model's does) goes back by octaves to the nearest it can be
+    melody = [n._replace(pitch=in_midi_range(n.pitch + 12 * octaves)) for n in source.notes]
     key = (song.key.tonic, song.key.mode) if song.key else None
     (tonic, mode), chords = harmonise(song, melody, key, song.loop is not None)
     out = Song(tracks=[], tempos=list(song.tempos), metre=tuple(song.metre), key=Key(tonic, mode), length=end,
@@ -88,6 +90,15 @@ def melody_octaves(notes, part, enough=0.25):
     if inside(0) >= enough * len(notes):
         return 0
     return max(range(-3, 4), key=lambda k: (inside(k), -abs(k)))
+
+
+def in_midi_range(pitch):
+    """The pitch moved by whole octaves into MIDI's 0-127: the same pitch class, as near as it can be."""
+    while pitch > 127:
+        pitch -= 12
+    while pitch < 0:
+        pitch += 12
+    return pitch
 
 
 def by_bar(chords, bar, end):

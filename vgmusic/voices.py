@@ -35,7 +35,7 @@ SETTINGS = ("program_change", "control_change", "pitchwheel")
 
 def _independent(events):
     """The channels whose notes split may take: see the module's docstring."""
-    held, struck, bad, most = {}, set(), {DRUM_CHANNEL}, 0
+    held, struck, bad, now, most = {}, set(), {DRUM_CHANNEL}, 0, 0  # now: notes held at this moment
     for _, msg in events:
         if msg.type in SETTINGS:
             if msg.channel in struck:
@@ -47,9 +47,11 @@ def _independent(events):
             if held.get(key):
                 bad.add(msg.channel)
             held[key] = held.get(key, 0) + 1
-            most = max(most, sum(held.values()))
+            now += 1
+            most = max(most, now)
         elif held.get(key):
             held[key] -= 1
+            now -= 1
     if most > MAX_HELD:
         return set()
     return {c for c in struck if c not in bad}
