@@ -1,5 +1,6 @@
 """Rhythm calibration (vgmusic/calibrate.py): real songs composed by a real model, its sidecar written and read
 back, the offsets applied at the draw and nowhere else."""
+import dataclasses
 import json
 import shutil
 
@@ -46,9 +47,7 @@ def test_calibration_moves_the_drawn_rhythm_to_the_songs_and_predict_applies_it(
     sampling = sampling_of(PredictConfig())
 
     def share_w3(m, **kw):
-        songs = compose(m, Request(num=4, events=120, seed=5, sampling=sampling.__class__(
-            **{**{f: getattr(sampling, f) for f in ("temperature", "top_k", "top_p", "rhythm_temperature",
-                                                    "rhythm_top_p", "repeat_penalty")}, **kw})))
+        songs = compose(m, Request(num=4, events=120, seed=5, sampling=dataclasses.replace(sampling, **kw)))
         waits = [t for s in songs for t in s.meta["tokens"] if t.startswith("w")]
         return waits.count("w3") / len(waits), [s.meta["tokens"] for s in songs]
     before, plain = share_w3(model)
