@@ -68,7 +68,8 @@ def test_training_that_cannot_fit_ends_in_one_line_before_tensorflow(corpus_data
     code, out, err, _ = run(["-c", f"import sys\nfrom vgmusic import train\ntry:\n    train.main(argv={argv!r})\n"
                                    "except SystemExit as e:\n    print(e.code[:40], sorted({m.split('.')[0] for m in "
                                    "sys.modules} & {'tensorflow', 'keras', 'h5py'}))"])
-    assert out.startswith("error: these settings need") and out.strip().endswith(" []"), out + err
+    said = out.strip().splitlines()[-1]  # after the line saying the songs are being read
+    assert said.startswith("error: these settings need") and said.endswith(" []"), out + err
 
 
 @pytest.mark.parametrize("arch", nets.ARCHS)

@@ -114,6 +114,26 @@ def test_a_song_renders_from_memory_as_its_written_file_does(synth, tmp_path):
     assert len(memory) == round((song.duration + 1.0) * rate)
 
 
+def test_a_song_buffer_mapped_at_once_renders_the_same_samples(synth, monkeypatch):
+    """render.silence maps a long song's samples in one call (Linux): zeros, writable, the same WAV."""
+    import mmap
+
+    from vgmusic import render
+    buf = render.silence(1 << 18)  # 2 MB of frames
+    assert buf.shape == (1 << 18, 2) and buf.dtype == np.float32 and buf.flags.writeable and not buf.any()
+    base = buf
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    base = base.obj if isinstance(base, memoryview) else base  # NumPy holds the mapping through a view
+    assert isinstance(base, mmap.mmap) or not hasattr(mmap, "MAP_POPULATE")
+    assert render.silence(10).shape == (10, 2) and render.silence(0).shape == (0, 2)
+    song = melody([[b, 1, 60 + b, 90] for b in range(12)], bpm=120, end=12)  # 7 s with its tail: 2.5 MB
+    mapped, _ = render.render_audio(song)
+    monkeypatch.setattr(render, "silence", lambda frames: np.zeros((frames, 2), np.float32))
+    plain, _ = render.render_audio(song)
+    assert np.abs(mapped).max() > 0.05 and np.array_equal(mapped, plain)
+
+
 @pytest.mark.parametrize("pitch, hz", [(69, 440.0), (81, 880.0)])
 def test_the_written_pitch_sounds(synth, tmp_path, pitch, hz):
     song = melody([[0, 6, pitch]], bpm=120, program=73, end=8)  # a flute

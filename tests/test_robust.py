@@ -85,11 +85,13 @@ def wait_for(path, proc, limit=180):
 def test_interrupt_before_any_epoch_saves_nothing(when, corpus_data, tmp_path):
     model = tmp_path / "m"
     proc = start(train_args(corpus_data, model, "--epochs", "1000"))
-    if when != "first epoch":
-        # the songs are read first, in about half a second; then TensorFlow takes seconds to import
-        time.sleep(0.3 if when == "reading songs" else 1.2)
-    else:
-        proc.stdout.readline()  # the line naming the songs and the network, printed as fitting starts
+    # the first line says the songs are being read (in about half a second, however slow the machine was to
+    # start Python); then TensorFlow takes seconds to import; the second line names the network, as fitting starts
+    assert "reading the songs" in proc.stdout.readline()
+    if when == "importing TensorFlow":
+        time.sleep(1.0)
+    elif when == "first epoch":
+        assert "training songs" in proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

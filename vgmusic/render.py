@@ -7,6 +7,7 @@ tinysoundfont (inside the function that uses it).
 """
 import dataclasses
 import importlib.util
+import mmap
 import time
 import wave
 from fractions import Fraction
@@ -44,6 +45,21 @@ SILENT = 1e-6
 
 
 # --- audio ----------------------------------------------------------------------------------------------
+
+def silence(frames):
+    """Zeroed float32 stereo frames [frames, 2] to render a song into, their pages mapped in one call.
+    Fresh memory is otherwise mapped a page at a time as the synthesizer first writes it: for a default
+    500-event song (282 s, 100 MB of samples) those 25,000 faults cost 0.19 s of CPU here, mapped at once
+    (MAP_POPULATE) 0.04 s; the samples are the same zeros either way."""
+    size = int(frames) * 8
+    if size >= 1 << 20 and hasattr(mmap, "MAP_POPULATE"):  # Linux; below a megabyte faults cost nothing
+        try:
+            memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+            return np.frombuffer(memory, np.float32).reshape(-1, 2)  # the array keeps the mapping alive
+        except (OSError, ValueError, OverflowError):  # no memory to map at once: NumPy says so its own way
+            pass
+    return np.zeros((max(int(frames), 0), 2), np.float32)
+
 
 def default_soundfont():
     """pretty_midi's TimGM6mb.sf2, found without importing pretty_midi (its imports are slow)."""
@@ -200,7 +216,7 @@ def render_audio(song, loop=False, tail=1.0, sample_rate=44100, soundfont=None, 
                 at = frames
             schedule.append((at, msg))
         schedule.append((offset + frames, None))  # a note left held at the end is released there
-    whole = np.zeros((total, 2), np.float32)
+    whole = silence(total)
     _play(synth, bank, events, schedule, whole)
     audio = whole[frames if loop else 0:]  # a loop keeps pass 2
     if start:
@@ -242,7 +258,7 @@ def _render_loop(synth, bank, events, frames, sample_rate):
     cut) is rendered on until it falls silent (at most one more loop's length) and added over the start,
     which is what a game hears each time round. The synthesizer sums independent voices, so this is the
     second pass of playing the song twice over, at half the cost: the same samples up to float rounding."""
-    audio = np.zeros((frames, 2), np.float32)
+    audio = silence(frames)
     schedule = [(round(when * sample_rate), msg) for when, msg in events] + [(frames, None)]
     tail = np.empty((min(TAIL_BLOCK, frames), 2), np.float32)
     _play(synth, bank, events, schedule, audio, wrap=True)
@@ -277,7 +293,7 @@ def write_pcm16(audio, scale, path, sample_rate, chunks=b""):
                 np.maximum(pcm, -1, out=pcm)
                 pcm *= np.float32(32767)
                 np.round(pcm, out=pcm)
-                w.writeframes(pcm.astype("<i2").tobytes())
+                w.writeframes(pcm.astype("<i2"))  # wave takes any buffer: no copy to bytes
         if chunks:
             append_chunks(tmp, chunks)
     return path

@@ -198,6 +198,8 @@ def train(cfg, progress=sys.stdout, run=None):
                            shard_tokens_per_event, styles_of, tokens_per_event)
     run = run if run is not None else Run()
     folder = run.folder = Path(cfg.model_dir or default_model_dir(cfg.game))
+    # a base corpus takes minutes to read before TensorFlow's import: the first line says what is under way
+    print(f"{cfg.game}: reading the songs in {cfg.shards or cfg.data_dir}", file=progress, flush=True)
     if cfg.shards:  # a corpus of any size, read from disk (the base model)
         enc, vocab, shards, train_ids, val_ids = prepare_shards(cfg)
         train_songs, val_songs = ([Listed(shards.songs[i]) for i in rows] for rows in (train_ids, val_ids))
