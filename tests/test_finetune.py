@@ -118,7 +118,8 @@ def test_pretrain_on_shards_then_fine_tune_a_game(corpus_data, tmp_path):
     from vgmusic.shards import build_shards
     build_shards(tmp_path / "shards", ["chorales_a", "chorales_b"], corpus_data)
     base = _train(corpus_data, tmp_path / "base", "base", "--shards", tmp_path / "shards", "--val-fraction", "0.3",
-                  epochs=1)
+                  "--game-weight", "3", epochs=1)
+    assert base["training"]["game_weight"] == 3  # both test sources are game music: not music21's collections
     listed = {f for _, f, _ in base["songs"]["train"] + base["songs"]["val"]}
     assert len(listed) == 7 and base["songs"]["val"] and base["tokens_per_event"] > 1
     tuned = _train(corpus_data, tmp_path / "tuned", "chorales_a", "--init-from", tmp_path / "base", epochs=1)

@@ -98,6 +98,24 @@ def test_shuffled_windows_are_each_window_once_per_epoch_seeded(built):
     assert not np.array_equal(other, epochs[0])
 
 
+def test_a_weighted_source_counts_its_windows_that_many_times(built):
+    got = shards.Shards(built[0])
+    plain = got.windows(32, 4)
+    weighted = got.windows(32, 4, weights={"chorales_b": 3})
+    b_only = got.windows(32, 4, songs=[i for i, s in enumerate(got.songs) if s["source"] == "chorales_b"])
+    assert len(b_only) and len(weighted) == len(plain) + 2 * len(b_only)
+    # every window of chorales_b three times, every other window once
+    count = lambda w: {k: v for k, v in zip(*np.unique(  # noqa: E731
+        np.array([bytes(r) for r in w.take(np.arange(len(w)))], object), return_counts=True))}
+    once, thrice, b = count(plain), count(weighted), count(b_only)
+    assert all(thrice[k] == once[k] + 2 * b.get(k, 0) for k in once) and set(thrice) == set(once)
+    # a shuffled epoch still reads each (repeated) window once: the oversampled source is 3x as likely
+    epoch = np.concatenate([x for x, _ in got.windows(32, 4, shuffle=True, weights={"chorales_b": 3}).batches(64, epochs=1)])
+    assert len(epoch) == len(weighted)
+    with pytest.raises(ValueError, match="whole number"):
+        got.windows(32, 4, weights={"chorales_b": 0})
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 64, 1000, 4097])
 def test_permutation_is_a_bijection(n):
     p = shards.Permutation(n, 3)(np.arange(n))

@@ -34,7 +34,7 @@ WEIGHTS = {"best": "best.weights.h5", "last": "last.weights.h5"}
 HISTORY, CURVE = "history.csv", "learning_curve.png"
 ARCHS = tuple(_ARCHS)  # the names of vgmusic.nets' registry, which a sidecar's arch must be one of
 TRAINING_KEYS = ("batch_size", "learning_rate", "patience", "select", "seed", "stride", "transpose", "diatonic",
-                 "split_seed", "val_fraction", "max_steps", "budget")
+                 "split_seed", "val_fraction", "max_steps", "budget", "game_weight")
 # key -> type every sidecar must have; loading checks these so a damaged file fails in one line
 REQUIRED = {"format": int, "game": str, "encoding": dict, "arch": str, "hparams": dict, "vocab": list,
             "vocab_hash": str, "songs": dict}

@@ -67,6 +67,14 @@ USER_LICENCE = "your own folder: no licence recorded"
 DEBIAN = {"openttd": ("openttd-openmsx", "/usr/share/games/openttd/baseset/openmsx"),
           "planetblupi": ("planetblupi-music-midi", "/usr/share/planetblupi/music"),
           "freedoom": ("freedoom", "/usr/share/games/doom")}
+
+
+def game_music(source):
+    """Whether a base-corpus source is game music: any that is not one of music21's collections (the
+    Debian games, the original songs, a user's folders)."""
+    return source not in CORPORA or source in DEBIAN
+
+
 # music21 collections of many tunes an ABC file, by their folder in music21's corpus
 ABC = {"folk": "essenFolksong", "fiddle": "ryansMammoth", "oneills": "oneills1850", "airds": "airdsAirs"}
 # A piece music21 takes longer than this to write as MIDI is skipped (Beethoven's op. 132 took minutes,

@@ -302,16 +302,27 @@ class Shards:
             train += [i for _, i in free[n:]]
         return np.array(sorted(train), np.int64), np.array(sorted(val), np.int64)
 
-    def windows(self, window, stride=1, songs=None, steps=None, pad=True, shuffle=False, seed=0):
+    def windows(self, window, stride=1, songs=None, steps=None, pad=True, shuffle=False, seed=0, weights=None):
         """Training windows of `window` + 1 tokens over the chosen songs (numbers; default all) and variants
-        (scale steps; default every one stored), as encode.flat_windows cuts them: see Windows."""
+        (scale steps; default every one stored), as encode.flat_windows cuts them: see Windows.
+
+        `weights` {source: n}: each song of that source counts n times (its windows are n times as likely
+        in a shuffled epoch); a source not named counts once. Only rows repeat, so memory still grows with
+        songs, not tokens."""
         t = self.table
         keep = np.ones(len(t), bool)
         if songs is not None:
             keep &= np.isin(t[:, 0], np.asarray(songs, np.int64))
         if steps is not None:
             keep &= np.isin(t[:, 1], np.asarray(list(steps), np.int64))
-        return Windows(self, t[keep], window, stride, self.pad_id if pad else None, shuffle, seed)
+        rows = t[keep]
+        if weights:
+            bad = {k: v for k, v in weights.items() if not isinstance(v, int) or v < 1}
+            if bad:
+                raise ValueError(f"{self.folder}: a source's weight must be a whole number from 1, got {bad}")
+            per_song = np.array([weights.get(s["source"], 1) for s in self.songs], np.int64)
+            rows = np.repeat(rows, per_song[rows[:, 0]], axis=0)
+        return Windows(self, rows, window, stride, self.pad_id if pad else None, shuffle, seed)
 
 
 def describe(folder):

@@ -200,7 +200,17 @@ def shard_datasets(cfg, shards, train, val):
     from .model import many_to_many, tf
     many = many_to_many(cfg.arch)
     steps = range(-cfg.diatonic, cfg.diatonic + 1)
-    stream = shards.windows(cfg.window, cfg.stride, songs=train, steps=steps, shuffle=True, seed=cfg.seed)
+    weights = None
+    if cfg.game_weight > 1:
+        from .corpora import game_music
+        weights = {source: cfg.game_weight for source in shards.sources if game_music(source)}
+    stream = shards.windows(cfg.window, cfg.stride, songs=train, steps=steps, shuffle=True, seed=cfg.seed,
+                            weights=weights)
+    if weights:
+        games = shards.windows(cfg.window, cfg.stride, songs=[s for s in train if shards.songs[s]["source"] in weights],
+                               steps=steps, weights=weights)
+        print(f"{cfg.game}: game music ({', '.join(sorted(weights))}) counted {cfg.game_weight} times: "
+              f"{len(games) / len(stream):.0%} of {len(stream):,} training windows", flush=True)
     held = shards.windows(cfg.window, cfg.window if many else 1, songs=val, steps=[0])
     if not len(stream) or not len(held):
         raise ValueError(f"{cfg.shards}: songs too short for windows of {cfg.window} tokens")
