@@ -372,8 +372,8 @@ class CalibrateConfig:
     game: str = _opt("", "the game whose model to calibrate", required=True)
     model_dir: str = _opt("", "the model folder (default: <project>/<game>/weights)")
     data_dir: str = _opt(str(ROOT / "data"), "extracted songs (get_all_notes.py): the model's training songs")
-    songs: int = _opt(20, "songs composed a round: about 5,000 events, so a rhythm used once in a hundred is counted 50 times",
-                      between(1, 1000))
+    songs: int = _opt(20, "songs composed a round: about 10,000 events, so a rhythm used once in a hundred is "
+                          "counted 100 times", between(1, 1000))
     rounds: int = _opt(4, "correcting rounds (an offset changes what follows it, so one round is not exact)",
                        between(1, 20))
     seed: int = _opt(0, "the seed every round composes its songs with", between(0, 2 ** 31))
