@@ -92,3 +92,68 @@ def test_the_command_writes_the_offsets_into_the_sidecar(shared_songs, tmp_path,
     assert written["rounds"] == 1 and written["bias"] and len(written["history"]) == 2
     assert "rhythm offsets" in capsys.readouterr().out
     assert not list(folder.glob(".*"))  # nothing half-written left
+
+
+@pytest.fixture
+def two_sources(monkeypatch, corpus_data, tmp_path):
+    """A model of a game of two sources, as three_games_combined is, trained a few steps; calibrated on
+    songs of 40 events (a model this new writes 500 slowly: few of its tokens end an event)."""
+    from vgmusic import config, train
+    from conftest import TINY
+    monkeypatch.setitem(config.GAMES, "chorales_ab", dict(sources=["chorales_a", "chorales_b"]))
+    monkeypatch.setattr(cal, "EVENTS", 40)
+    folder = tmp_path / "ab"
+    train.main(game="chorales_ab", argv=["--data-dir", str(corpus_data), "--model-dir", str(folder), *TINY,
+                                         "--epochs", "1"])
+    return folder
+
+
+def test_each_source_gets_its_style_and_style_composes_with_it(two_sources, corpus_data):
+    """calibrate --style all: one prior per source, measured against that source's songs alone, in the
+    sidecar beside the weights' hash; --style NAME (or a unique prefix) composes with that prior, exactly
+    as the same prior handed to the sampler, and without --style the songs are the uncalibrated ones."""
+    folder = two_sources
+    assert load_model(folder).style_priors == {}
+    with pytest.raises(ValueError, match="has no styles, so --style cannot choose one"):
+        compose(load_model(folder), Request(events=20, style="chorales_a"))
+    written = cal.calibrate_folder(folder, corpus_data, songs=2, rounds=1, seed=3, style="all")
+    assert sorted(written) == ["chorales_a", "chorales_b"] and all(written.values())
+    meta = json.loads((folder / "model.json").read_text())
+    assert "rhythm_prior" not in meta  # the model's own rhythm is not touched
+    for name, record in meta["style_priors"].items():
+        assert record["bias"] == written[name] and record["weights_sha256"] == meta["weights_sha256"]["best"]
+        assert record["training_songs"] == sum(s == name for s, _, _ in meta["songs"]["train"])
+    model = load_model(folder)
+    assert sorted(model.style_priors) == ["chorales_a", "chorales_b"]
+
+    def tokens(style="", **kw):
+        sampling = dataclasses.replace(sampling_of(PredictConfig()), **kw)
+        return [s.meta["tokens"] for s in compose(model, Request(num=3, events=60, seed=4, style=style,
+                                                                 sampling=sampling))]
+    styled = tokens("chorales_b")
+    assert styled == tokens(prior=model.style_priors["chorales_b"])  # the prior, and only the prior
+    assert styled == tokens("chorales_b", rhythm_prior=1.0) != tokens("chorales_b", rhythm_prior=0.0)
+    assert tokens("chorales_b", rhythm_prior=0.0) == tokens()  # no prior: the songs without a style
+    with pytest.raises(ValueError, match="'chorales': ambiguous; this model knows chorales_a, chorales_b"):
+        tokens("chorales")
+    with pytest.raises(ValueError, match="'mario': unknown"):
+        tokens("mario")
+    # calibrating one source again replaces its prior and keeps the other's
+    cal.calibrate_folder(folder, corpus_data, songs=2, rounds=1, seed=9, style="chorales_a")
+    again = json.loads((folder / "model.json").read_text())["style_priors"]
+    assert again["chorales_b"] == meta["style_priors"]["chorales_b"] and again["chorales_a"]["seed"] == 9
+    # priors measured on other weights are not applied, so the model has no styles
+    meta["style_priors"]["chorales_a"]["weights_sha256"] = meta["style_priors"]["chorales_b"]["weights_sha256"] = "0" * 64
+    (folder / "model.json").write_text(json.dumps(meta))
+    assert load_model(folder).style_priors == {}
+
+
+def test_calibrating_a_source_the_model_never_heard_is_one_line(two_sources, corpus_data):
+    with pytest.raises(ValueError, match=r"--style 'zelda': unknown; .*training songs come from chorales_a, chorales_b"):
+        cal.calibrate_folder(two_sources, corpus_data, songs=1, rounds=1, style="zelda")
+    meta = json.loads((two_sources / "model.json").read_text())
+    assert "style_priors" not in meta  # refused before anything was written
+    meta["style_priors"] = {"chorales_a": {"bias": {"d3": 11.0}}}
+    (two_sources / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"model.json: damaged sidecar \('style_priors'"):
+        load_model(two_sources)

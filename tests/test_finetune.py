@@ -107,7 +107,7 @@ def test_style_composes_and_names_the_styles_it_knows(combined, corpus_data, tmp
 
 def test_style_on_a_model_without_styles_is_refused(source, corpus_data, tmp_path):
     folder, _ = source
-    with pytest.raises(SystemExit, match="trained without styles"):
+    with pytest.raises(SystemExit, match="this model has no styles, so --style cannot choose one"):
         predict.main(game="chorales_b", argv=["--data-dir", str(corpus_data), "--model-dir", str(folder),
                                               "--no-audio", "--no-roll", "--no-page", "--style", "chorales_a",
                                               "--out", str(tmp_path / "x.mid")])

@@ -14,10 +14,19 @@ same songs (the same seed) with the offsets and corrects them again, `rounds` ti
 what comes after it, so one round overshoots some tokens and misses others). It settled on Final
 Fantasy VII's model and not on the other three shipped ones (vgmusic/games.py, CALIBRATED: the figures).
 
+    python -m vgmusic calibrate --game three_games_combined --style all
+
+With --style, one prior per source of the model's training songs, each calibrated against that source's
+songs alone and composed with its repeat penalty: `predict.py --style zelda_ocarina_of_time` then composes
+with Zelda's rhythm. This is how the combined model chooses a game. Each game has a handful of songs, so
+styles learned inside the network did not choose one (the README); a prior calibrated on one game's songs
+moved a window classifier trained on the three games' own songs toward that game, for each of them
+(bench/style.py, bench/results/style-priors.md).
+
 The offsets are a prior over the rhythm vocabulary, not a new network: the network still decides
 which rhythm fits where, and pitches are untouched. They live in the model's sidecar ("rhythm_prior",
-with the weights' sha256 they were measured on, so new weights never inherit them); `predict.py
---rhythm-prior 0` composes without them, 1 (the default) as measured.
+or "style_priors" by source, with the weights' sha256 they were measured on, so new weights never inherit
+them); `predict.py --rhythm-prior 0` composes without them, 1 (the default) as measured.
 """
 import dataclasses
 import json
@@ -84,9 +93,10 @@ def corrected(bias, human, drawn):
     return new
 
 
-def calibrate(model, human_lists, sampling, songs=SONGS, rounds=ROUNDS, seed=0, report=print):
+def calibrate(model, human_lists, sampling, songs=SONGS, rounds=ROUNDS, seed=0, report=print, style=""):
     """(offsets {token: logit}, [{round, shares drawn}]): `rounds` rounds of composing `songs` songs with
-    `sampling` and the offsets so far, each correcting them towards the rhythm of `human_lists` (token lists)."""
+    `sampling` and the offsets so far, each correcting them towards the rhythm of `human_lists` (token lists).
+    `style`: a source a --style model has a style token for, which every song then starts with."""
     from .compose import Request, compose
     human = shares(rhythm_counts(human_lists), model.vocab.tokens)
     bias, history = {}, []
@@ -96,7 +106,8 @@ def calibrate(model, human_lists, sampling, songs=SONGS, rounds=ROUNDS, seed=0, 
         # rhythm one set of 20 songs never used, the next drew 11% of the time, at offsets 0.6 apart)
         # (no offsets at first: not even ones the model's sidecar already holds)
         round_sampling = dataclasses.replace(sampling, prior=prior, rhythm_prior=None if bias else 0.0)
-        drawn_songs = compose(model, Request(num=songs, events=EVENTS, seed=seed, sampling=round_sampling))
+        drawn_songs = compose(model, Request(num=songs, events=EVENTS, seed=seed, sampling=round_sampling,
+                                             style=style if style in (model.meta.get("styles") or {}) else ""))
         drawn = shares(rhythm_counts(s.meta["tokens"] for s in drawn_songs), model.vocab.tokens)
         worst = max(human, key=lambda t: abs(drawn[t] - human[t]))
         gap = abs(drawn[worst] - human[worst])
@@ -108,32 +119,57 @@ def calibrate(model, human_lists, sampling, songs=SONGS, rounds=ROUNDS, seed=0, 
     return {t: round(b, 4) for t, b in bias.items()}, history
 
 
-def calibrate_folder(folder, data_dir, songs=SONGS, rounds=ROUNDS, seed=0):
-    """Calibrate the model in `folder` against its training songs in `data_dir`; writes the offsets into
-    its sidecar (atomically) and returns them."""
+def calibrate_folder(folder, data_dir, songs=SONGS, rounds=ROUNDS, seed=0, style=""):
+    """Calibrate the model in `folder` against its training songs in `data_dir` and write the offsets into
+    its sidecar (atomically); returns {name: offsets}. `style`: a source of its training songs (a unique
+    prefix will do), or "all" for each: that source's songs are the target, its repeat penalty composes
+    them, and the offsets go to the sidecar's style_priors, which `predict.py --style NAME` composes with."""
     from .checkpoint import SIDECAR, read_sidecar, write_together
     from .compose import load_model
     from .config import PredictConfig
     from .encode import load_songs
+    from .games import DEFAULT_REPEAT_PENALTY, REPEAT_PENALTY
     from .predict import sampling_of
     folder = Path(folder)
     meta, _ = read_sidecar(folder)
     model = load_model(folder)
-    trained = {f for _, f, _ in meta["songs"]["train"]}
-    found = [s for s in load_songs(data_dir, meta["game"]) if s.meta["file"] in trained]
+    trained = {(source, f) for source, f, _ in meta["songs"]["train"]}
+    found = [s for s in load_songs(data_dir, meta["game"]) if (s.meta["source"], s.meta["file"]) in trained]
     if not found:
         raise ValueError(f"{data_dir}: none of {folder}'s training songs is here (run get_all_notes.py)")
-    print(f"calibrating {folder}'s rhythm against its {len(found)} training songs", flush=True)
-    bias, history = calibrate(model, [model.enc.song_tokens(s) for s in found], sampling_of(PredictConfig()),
-                              songs, rounds, seed)
-    meta = dict(meta, rhythm_prior={"bias": bias, "weights_sha256": (meta.get("weights_sha256") or {}).get("best"),
-                                    "songs": songs, "rounds": rounds, "seed": seed, "events": EVENTS,
-                                    "history": history})
-    write_together(folder, {SIDECAR: json.dumps(meta, indent=1)})  # as training writes it
-    strongest = sorted(bias.items(), key=lambda kv: -abs(kv[1]))[:6]
-    print(f"wrote {len(bias)} rhythm offsets into {folder / SIDECAR}; the strongest: "
-          + ", ".join(f"{t} {b:+.2f}" for t, b in strongest))
-    return bias
+    sources = sorted({s.meta["source"] for s in found})
+    if style == "all":
+        targets = sources
+    elif style:
+        targets = [n for n in sources if n == style] or [n for n in sources if n.startswith(style)]
+        if len(targets) != 1:
+            raise ValueError(f"--style {style!r}: {'ambiguous' if targets else 'unknown'}; {folder}'s training "
+                             f"songs come from {', '.join(sources)}")
+    else:
+        targets = [""]  # the model's own rhythm, against all of its training songs
+    written = {}
+    for name in targets:
+        mine = [s for s in found if s.meta["source"] == name] if name else found
+        print(f"calibrating {folder}'s rhythm against its {len(mine)} training songs"
+              + (f" from {name}" if name else ""), flush=True)
+        sampling = sampling_of(PredictConfig())
+        if name:  # composed as --style NAME composes: with that game's repeat penalty
+            sampling = dataclasses.replace(sampling, repeat_penalty=REPEAT_PENALTY.get(name, DEFAULT_REPEAT_PENALTY))
+        bias, history = calibrate(model, [model.enc.song_tokens(s) for s in mine], sampling, songs, rounds, seed,
+                                  style=name)
+        record = {"bias": bias, "weights_sha256": (meta.get("weights_sha256") or {}).get("best"), "songs": songs,
+                  "rounds": rounds, "seed": seed, "events": EVENTS, "training_songs": len(mine), "history": history}
+        if name:
+            meta = dict(meta, style_priors=dict(meta.get("style_priors") or {}, **{name: record}))
+        else:
+            meta = dict(meta, rhythm_prior=record)
+        strongest = sorted(bias.items(), key=lambda kv: -abs(kv[1]))[:6]
+        print(f"{len(bias)} rhythm offsets" + (f" for --style {name}" if name else "") + "; the strongest: "
+              + ", ".join(f"{t} {b:+.2f}" for t, b in strongest), flush=True)
+        written[name] = bias
+    write_together(folder, {SIDECAR: json.dumps(meta, indent=1)})  # as training writes it, all at once
+    print(f"wrote them into {folder / SIDECAR}")
+    return written
 
 
 def main(argv=None):
@@ -144,5 +180,5 @@ def main(argv=None):
         p = parser_for(CalibrateConfig, __doc__.split("\n\n")[0], prog="python -m vgmusic calibrate")
         cfg = build(CalibrateConfig, p.parse_args(argv))
         return calibrate_folder(cfg.model_dir or default_model_dir(cfg.game), cfg.data_dir, cfg.songs,
-                                cfg.rounds, cfg.seed)
+                                cfg.rounds, cfg.seed, cfg.style)
     return run_command(run, lambda: "the sidecar is as it was")

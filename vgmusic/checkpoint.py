@@ -149,13 +149,23 @@ def _check(meta):
                     isinstance(k, str) and t in tokens and t.startswith("<") for k, t in v.items()),
                            "source names and their control tokens"),
                 # vgmusic/calibrate.py: a logit offset for some of the vocabulary's rhythm tokens
-                "rhythm_prior": (lambda v: isinstance(v, dict) and isinstance(v.get("bias"), dict) and all(
-                    t in tokens and _number(b) and abs(b) <= 10 for t, b in v["bias"].items()),
-                                 "an object whose bias gives vocabulary tokens offsets of at most 10")}
+                "rhythm_prior": (lambda v: _prior(v, tokens),
+                                 "an object whose bias gives vocabulary tokens offsets of at most 10"),
+                # calibrate --style: one such prior per source, each measured on that source's songs
+                "style_priors": (lambda v: isinstance(v, dict) and v and all(
+                    isinstance(k, str) and k and _prior(p, tokens) for k, p in v.items()),
+                                 "source names, each with a prior whose bias gives vocabulary tokens offsets of at "
+                                 "most 10")}
     for key, (ok, what) in optional.items():
         if key in meta and not ok(meta[key]):
             return f"'{key}' should be {what}, is {json.dumps(meta[key])[:40]}"
     return None
+
+
+def _prior(v, tokens):
+    """A calibrated prior: {"bias": {vocabulary token: logit offset within +-10}, ...}."""
+    return isinstance(v, dict) and isinstance(v.get("bias"), dict) and all(
+        t in tokens and _number(b) and abs(b) <= 10 for t, b in v["bias"].items())
 
 
 def read_sidecar(folder):

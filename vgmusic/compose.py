@@ -63,30 +63,41 @@ class Model:
                                np.int64)
         self.kinds = kind_groups(token_kind(t) for t in self.vocab.tokens)  # for sampling rhythm apart
         # the rhythm calibration's logit offsets (vgmusic/calibrate.py), if it was measured on these weights
-        self.prior = None
+        sha = (self.meta.get("weights_sha256") or {}).get(which)
+        fits = lambda prior: prior and prior.get("weights_sha256") == sha  # noqa: E731
         prior = self.meta.get("rhythm_prior")
-        if prior and prior.get("weights_sha256") == (self.meta.get("weights_sha256") or {}).get(which):
-            self.prior = prior_array(prior["bias"], self.vocab)
+        self.prior = prior_array(prior["bias"], self.vocab) if fits(prior) else None
+        # calibrate --style: each source's rhythm as offsets of the same kind, chosen by --style
+        self.style_priors = {name: prior_array(p["bias"], self.vocab)
+                             for name, p in (self.meta.get("style_priors") or {}).items() if fits(p)}
         # what a rest is made of (decode.open_with_a_note: never a song's first token); none in classic tokens
         self.rests = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("wait", "duration")],
                               np.int64)
 
-    def style_token(self, style=""):
-        """The control token a --style model's windows start with: the named source's (a unique prefix
-        will do), or, with none named, the one it learned every style under; None for other models."""
-        styles = self.meta.get("styles") or {}
-        if not styles:
-            if style:
-                raise ValueError(f"{self.folder}: this model was trained without styles, so --style cannot "
-                                 f"choose one (train with --style)")
-            return None
+    def style_name(self, style):
+        """The source a --style names (a unique prefix will do): one the model has a style token or a
+        calibrated style prior for; "" for none named."""
         if not style:
-            return control(ANY_STYLE)
-        found = [name for name in styles if name == style] or [name for name in styles if name.startswith(style)]
+            return ""
+        known = sorted(set(self.meta.get("styles") or {}) | set(self.style_priors))
+        if not known:
+            raise ValueError(f"{self.folder}: this model has no styles, so --style cannot choose one "
+                             f"(python -m vgmusic calibrate --style all, or train with --style)")
+        found = [name for name in known if name == style] or [name for name in known if name.startswith(style)]
         if len(found) != 1:
             raise ValueError(f"--style {style!r}: {'ambiguous' if found else 'unknown'}; this model knows "
-                             f"{', '.join(sorted(styles))}")
-        return styles[found[0]]
+                             f"{', '.join(known)}")
+        return found[0]
+
+    def style_token(self, style=""):
+        """The control token a --style model's windows start with: the named source's, or, with none
+        named, the one it learned every style under; None for other models (and for a style it holds only
+        as a prior)."""
+        styles = self.meta.get("styles") or {}
+        name = self.style_name(style)
+        if not styles:
+            return None
+        return styles.get(name) or control(ANY_STYLE)  # a style it holds only as a prior: any style
 
     def start_ids(self, style=""):
         """The context a song starts from when nothing primes it: the start of a song, as training began."""
@@ -141,14 +152,17 @@ def compose(model, request, progress=False):
     """`request.num` Songs composed as one batch, each with one melody track, its form's sections and,
     for a loop, its loop points and seam figures (in meta["loop"]); with an intro, the loop starts after it."""
     r = request
-    if r.sampling.repeat_penalty is None:  # the game's own; a --style model composing one game's style, that game's
-        game = r.style if r.style in REPEAT_PENALTY else model.meta.get("game")
+    style = model.style_name(r.style)
+    if r.sampling.repeat_penalty is None:  # the game's own; composing one game's style, that game's
+        game = style if style in REPEAT_PENALTY else model.meta.get("game")
         r = dataclasses.replace(r, sampling=dataclasses.replace(
             r.sampling, repeat_penalty=REPEAT_PENALTY.get(game, DEFAULT_REPEAT_PENALTY)))
     strength = r.sampling.rhythm_prior
-    if r.sampling.prior is None and model.prior is not None and strength != 0:  # the model's rhythm calibration
+    # the rhythm calibration: the style's when one is named and calibrated, else the model's own
+    prior = model.style_priors.get(style, model.prior)
+    if r.sampling.prior is None and prior is not None and strength != 0:
         r = dataclasses.replace(r, sampling=dataclasses.replace(
-            r.sampling, prior=model.prior * np.float32(1.0 if strength is None else strength)))
+            r.sampling, prior=prior * np.float32(1.0 if strength is None else strength)))
     seed = r.seed if r.seed is not None and r.seed >= 0 else int(np.random.SeedSequence().entropy % 2 ** 32)
     rng = np.random.default_rng(seed)
     back, tempo = 0, model.meta.get("tempo")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from . import ROOT
 # the per-game settings (vgmusic/games.py), named here too: config is where a setting is looked up
-from .games import (BASE_MODEL, CALIBRATED, DEFAULT_REPEAT_PENALTY, FINE_TUNE, GAME_ENSEMBLES, GAMES, REPEAT_PENALTY,  # noqa: F401
+from .games import (BASE_MODEL, CALIBRATED, STYLED, DEFAULT_REPEAT_PENALTY, FINE_TUNE, GAME_ENSEMBLES, GAMES, REPEAT_PENALTY,  # noqa: F401
                     RUNS, SHIPPED, default_model_dir, game_overrides, game_sources, train_dir)
 from .ensembles import DEFAULT_ENSEMBLE, ENSEMBLES  # the ensembles' presets, plain data: --ensemble's names
 from .nets import ARCHS  # the registry of the networks (imports NumPy, neither TensorFlow nor h5py)
@@ -126,7 +126,9 @@ class TrainConfig:
                                "music21's collections: the original songs, the Debian games, your folders) "
                                "counts this many times in the shuffled training windows", between(1, 1000))
     style: bool = _opt(False, "start every training window with its song's source (a control token), so "
-                              "predict.py --style composes in one game's way; three_games_combined does")
+                              "predict.py --style composes in one game's way (measured on three_games_combined and "
+                              "left off, vgmusic/games.py: its styles are calibrated, python -m vgmusic calibrate "
+                              "--style all)")
     replace_shipped: bool = _opt(False, "train into <game>/weights even where it holds a shipped model (the four "
                                         "games of the original), replacing it; without it those games train into "
                                         "<project>/runs/<game>/ and a --model-dir naming a shipped folder is refused")
@@ -191,8 +193,9 @@ class PredictConfig:
     loop_candidates: int = _opt(16, "with --loop: last bars tried per song, the one leading best into bar 1 kept",
                                 between(1, 256))
     prime: str = _opt("", "continue the end of this MIDI file instead of starting a song from the beginning")
-    style: str = _opt("", "a model trained with --style (three_games_combined): compose in this source's style, "
-                          "e.g. zelda_ocarina_of_time (a unique prefix will do); '': all it learned at once")
+    style: str = _opt("", "a model with styles (three_games_combined: each game's calibrated rhythm): compose in "
+                          "this source's style, e.g. zelda_ocarina_of_time (a unique prefix will do); '': all it "
+                          "learned at once")
     # read as extraction reads a song (get_all_notes.py --timeout): a broken file is refused, not waited on
     prime_timeout: float = _opt(60.0, "seconds reading the --prime file may take before it is refused",
                                 (lambda v: 0 < v <= 86400, "above 0, at most 86400"))
@@ -377,3 +380,6 @@ class CalibrateConfig:
     rounds: int = _opt(4, "correcting rounds (an offset changes what follows it, so one round is not exact)",
                        between(1, 20))
     seed: int = _opt(0, "the seed every round composes its songs with", between(0, 2 ** 31))
+    style: str = _opt("", "calibrate one source's style instead: its training songs are the target and the "
+                          "offsets go to the sidecar's style priors, which predict.py --style NAME composes with "
+                          "(a unique prefix will do; 'all': each source; '': the model's own rhythm)")

@@ -212,10 +212,7 @@ def two_sample(a_songs, b_songs, beats_per_bar=4, repeats=REPEATS, seed=0):
 
 def _auc(a, b, repeats, seed):
     """two_sample() on each song's windows already cut (lists of arrays, one per song)."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     X, y, g, songs = [], [], [], [0, 0]
     for label, side in enumerate((a, b)):
         for w in side:
@@ -234,8 +231,7 @@ def _auc(a, b, repeats, seed):
         for train, test in song_folds(y, g, k, seed + r):
             if len(np.unique(y[train])) < 2:
                 raise ValueError("a training fold holds one side only (too few songs to cross-validate)")
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=5000))
-            scores[test] = model.fit(X[train], y[train]).decision_function(X[test])
+            scores[test] = _classifier().fit(X[train], y[train]).decision_function(X[test])
         out["aucs"].append(float(roc_auc_score(y, scores)))
     return dict(out, auc=float(np.mean(out["aucs"])), folds=k)
 
@@ -255,6 +251,45 @@ def calibrate(songs, beats_per_bar=4, splits=SPLITS, seed=0):
             aucs.append(r["auc"])
     return {"auc": float(np.mean(aucs)) if aucs else None, "sd": float(np.std(aucs)) if aucs else None,
             "aucs": aucs, "splits": len(aucs)}
+
+
+def _classifier():
+    """The judge's classifier: standardised features, an L2 logistic regression, classes balanced."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=5000))
+
+
+def which_source(human, sets, beats_per_bar=4):
+    """Whose songs do a set's windows resemble? A multinomial logistic regression on the windows of
+    `human` ({source: songs}, two sources or more) says, for each window of each of `sets` ({label:
+    songs}), how likely each source is. Calibrated like the two-sample test: each human song is judged by
+    a classifier fitted without it (leave one song out), which says how well the sources can be told apart.
+
+    Returns {"sources", "human": {source: {"probability": {source: mean over its songs' windows},
+    "votes": {source: songs whose windows' mean puts it first}}}, "sets": the same for each set}."""
+    names = list(human)
+    cut = {n: [w for w in (windows(s, beats_per_bar) for s in human[n]) if len(w)] for n in names}
+    X = np.concatenate([w for n in names for w in cut[n]])
+    y = np.concatenate([[k] * len(w) for k, n in enumerate(names) for w in cut[n]])
+    song = np.concatenate([[i] * len(w) for i, w in enumerate(w for n in names for w in cut[n])])
+
+    def summary(probs):  # each song's windows' mean probabilities -> the set's figures
+        probs = np.array(probs).reshape(-1, len(names))
+        votes = np.bincount(probs.argmax(1), minlength=len(names)) if len(probs) else np.zeros(len(names), int)
+        return {"probability": dict(zip(names, map(float, probs.mean(0) if len(probs) else [np.nan] * len(names)))),
+                "votes": dict(zip(names, map(int, votes))), "songs": len(probs)}
+    held = {n: [] for n in names}
+    for i in np.unique(song):
+        m = song == i
+        held[names[y[m][0]]].append(_classifier().fit(X[~m], y[~m]).predict_proba(X[m]).mean(0))
+    fitted = _classifier().fit(X, y)
+    out = {}
+    for label, songs in sets.items():
+        cuts = [w for w in (windows(s, beats_per_bar) for s in songs) if len(w)]
+        out[label] = summary([fitted.predict_proba(w).mean(0) for w in cuts])
+    return {"sources": names, "human": {n: summary(held[n]) for n in names}, "sets": out}
 
 
 # ---- both, for evaluate.py and bench/quality.py

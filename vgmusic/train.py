@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 from .cli import build, interruption, on_terminal, os_error, parser_for, run_command
-from .config import BASE_MODEL, CALIBRATED, SHIPPED, RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir  # noqa: F401
+from .config import BASE_MODEL, CALIBRATED, SHIPPED, STYLED, RetrainConfig, TrainConfig, default_model_dir, game_overrides, train_dir  # noqa: F401
 from .entry import forget_ctrl_c
 from .trainset import distinct, prepare  # noqa: F401  (compare.py and the tests use them from here)
 
@@ -343,6 +343,9 @@ def retrain_main(argv=None):
             if game in CALIBRATED:  # new weights, so the rhythm measured anew (vgmusic/calibrate.py)
                 from .calibrate import calibrate_folder
                 calibrate_folder(default_model_dir(game), args.data_dir)
+            if game in STYLED:  # and each source's style, which --style composes with
+                from .calibrate import calibrate_folder
+                calibrate_folder(default_model_dir(game), args.data_dir, style="all")
             done.append(game)
         print("\n".join(rows))
 
