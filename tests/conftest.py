@@ -50,6 +50,21 @@ def shared_songs():
     return SHARED_SONGS
 
 
+def model_copy(source, folder, drop=()):
+    """(folder, sidecar) of a copy of the model folder `source` whose sidecar lacks the keys `drop`; the
+    test is skipped where `source` has no model (a checkout without the shipped weights)."""
+    import json
+    import shutil
+    if not (source / "model.json").exists():
+        pytest.skip(f"no model in {source}")
+    shutil.copytree(source, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    for key in drop:
+        meta.pop(key, None)
+    (folder / "model.json").write_text(json.dumps(meta))
+    return folder, meta
+
+
 def run_script(script, *args, cwd):
     """Run one of the project's scripts the way a user does, from an unrelated working directory."""
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,

@@ -12,7 +12,7 @@ from vgmusic.compose import Request, compose, load_model
 from vgmusic.config import PredictConfig
 from vgmusic.predict import sampling_of
 
-from conftest import ROOT
+from conftest import ROOT, model_copy
 
 SHIPPED = ROOT / "final_fantasy_7" / "weights"
 
@@ -34,13 +34,7 @@ def test_calibration_moves_the_drawn_rhythm_to_the_songs_and_predict_applies_it(
     """The shipped model, told that its songs move in sixteenths only: after two rounds it draws
     sixteenth waits more often than it did, the offsets are in its sidecar, loading applies them, and
     --rhythm-prior 0 composes exactly the uncalibrated songs."""
-    if not SHIPPED.joinpath("model.json").exists():
-        pytest.skip("no shipped model")
-    folder = tmp_path / "model"
-    shutil.copytree(SHIPPED, folder)
-    meta = json.loads((folder / "model.json").read_text())
-    meta.pop("rhythm_prior", None)
-    (folder / "model.json").write_text(json.dumps(meta))
+    folder, meta = model_copy(SHIPPED, tmp_path / "model", drop=("rhythm_prior",))
     model = load_model(folder)
     assert model.prior is None
     sixteenths = [["p60", "d3", "w3", "p62", "d3", "w3"] * 50]
@@ -86,12 +80,26 @@ def test_the_command_writes_the_offsets_into_the_sidecar(shared_songs, tmp_path,
     extract(shared_songs, tmp_path / "data", games=["final_fantasy_7"], progress=False)
     folder = tmp_path / "model"
     shutil.copytree(SHIPPED, folder)
-    assert cal.main(["--game", "final_fantasy_7", "--model-dir", str(folder), "--data-dir", str(tmp_path / "data"),
-                     "--songs", "3", "--rounds", "1"])
-    written = json.loads((folder / "model.json").read_text())["rhythm_prior"]
+    args = ["--game", "final_fantasy_7", "--model-dir", str(folder), "--data-dir", str(tmp_path / "data"),
+            "--songs", "3", "--rounds", "1", "--characters", "1"]
+    assert cal.main(args)
+    meta = json.loads((folder / "model.json").read_text())
+    written = meta["rhythm_prior"]
     assert written["rounds"] == 1 and written["bias"] and len(written["history"]) == 2
-    assert "rhythm offsets" in capsys.readouterr().out
+    # and each training song's character, on the same weights
+    trained = sorted(f for _, f, _ in meta["songs"]["train"])
+    assert sorted(c["file"] for c in meta["characters"]["songs"]) == trained
+    assert meta["characters"]["weights_sha256"] == written["weights_sha256"] and len(load_model(folder).characters) == len(trained)
+    out = capsys.readouterr().out
+    assert "rhythm offsets" in out and "training songs' repeats" in out
     assert not list(folder.glob(".*"))  # nothing half-written left
+    # --no-rhythm: the characters alone, and the offsets gone
+    assert cal.main(args + ["--no-rhythm"])
+    meta = json.loads((folder / "model.json").read_text())
+    assert "rhythm_prior" not in meta and meta["characters"]["songs"] and load_model(folder).prior is None
+    assert "no rhythm offsets" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="error: nothing to calibrate"):  # one line, no traceback
+        cal.main(args + ["--no-rhythm", "--characters", "0"])
 
 
 @pytest.fixture

@@ -225,16 +225,18 @@ def test_retrain_replaces_the_shipped_models_and_train_logs_lines(monkeypatch, t
         return ({"best_epoch": 1, "epochs_done": 1, "best_val_loss": 1.0}, [{"val_loss": 1.0, "val_pitch": 1.0}],
                 None)
     monkeypatch.setattr(train, "train_command", fake)
-    train.retrain_main(["--games", "zelda_ocarina_of_time"])
+    # a game retrain does not calibrate afterwards: nothing here writes into the shipped sidecar
+    assert "pokemon_red_blue_yellow" not in train.CALIBRATED and "pokemon_red_blue_yellow" not in train.STYLED
+    train.retrain_main(["--games", "pokemon_red_blue_yellow"])
     (cfg,) = seen
-    assert cfg.replace_shipped and cfg.model_dir == str(ROOT / "zelda_ocarina_of_time" / "weights")
+    assert cfg.replace_shipped and cfg.model_dir == str(ROOT / "pokemon_red_blue_yellow" / "weights")
     # Keras' progress bar redraws itself with control characters even into a file: one line per epoch there
-    train.main(game="zelda_ocarina_of_time", argv=["--model-dir", str(tmp_path), "--verbose", "1"])
+    train.main(game="pokemon_red_blue_yellow", argv=["--model-dir", str(tmp_path), "--verbose", "1"])
     assert seen[-1].verbose == 2
     monkeypatch.setattr(train, "on_terminal", lambda: True)
-    train.main(game="zelda_ocarina_of_time", argv=["--model-dir", str(tmp_path), "--verbose", "1"])
+    train.main(game="pokemon_red_blue_yellow", argv=["--model-dir", str(tmp_path), "--verbose", "1"])
     assert seen[-1].verbose == 1
-    assert f"compose with it: python -m vgmusic predict --game zelda_ocarina_of_time --model-dir {tmp_path}" in \
+    assert f"compose with it: python -m vgmusic predict --game pokemon_red_blue_yellow --model-dir {tmp_path}" in \
         capsys.readouterr().out
 
 

@@ -23,6 +23,9 @@ styles learned inside the network did not choose one (the README); a prior calib
 moved a window classifier trained on the three games' own songs toward that game, for each of them
 (bench/style.py, bench/results/style-priors.md).
 
+Without --style it then measures each training song's repeat penalty, its character (vgmusic/characters.py),
+composed with the offsets just found; --no-rhythm measures the characters alone, --characters 0 none.
+
 The offsets are a prior over the rhythm vocabulary, not a new network: the network still decides
 which rhythm fits where, and pitches are untouched. They live in the model's sidecar ("rhythm_prior",
 or "style_priors" by source, with the weights' sha256 they were measured on, so new weights never inherit
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .characters import PER_SONG, calibrate_characters
 from .encode import token_kind
 from .sampling import prior_array
 
@@ -119,11 +123,18 @@ def calibrate(model, human_lists, sampling, songs=SONGS, rounds=ROUNDS, seed=0, 
     return {t: round(b, 4) for t, b in bias.items()}, history
 
 
-def calibrate_folder(folder, data_dir, songs=SONGS, rounds=ROUNDS, seed=0, style=""):
+def calibrate_folder(folder, data_dir, songs=SONGS, rounds=ROUNDS, seed=0, style="", characters=PER_SONG,
+                     rhythm=True):
     """Calibrate the model in `folder` against its training songs in `data_dir` and write the offsets into
     its sidecar (atomically); returns {name: offsets}. `style`: a source of its training songs (a unique
     prefix will do), or "all" for each: that source's songs are the target, its repeat penalty composes
-    them, and the offsets go to the sidecar's style_priors, which `predict.py --style NAME` composes with."""
+    them, and the offsets go to the sidecar's style_priors, which `predict.py --style NAME` composes with.
+    Without a style, each training song's character too (vgmusic/characters.py: `characters` songs composed
+    per training song a round; 0: none), composed with the offsets just measured; `rhythm` False: no
+    offsets (those the sidecar held are removed), only the characters, composed without any."""
+    if not (rhythm or characters) or style and not rhythm:
+        raise ValueError("nothing to calibrate: --no-rhythm measures only the characters (not with --style), "
+                         "and --characters 0 none")
     from .checkpoint import SIDECAR, read_sidecar, write_together
     from .compose import load_model
     from .config import PredictConfig
@@ -156,16 +167,29 @@ def calibrate_folder(folder, data_dir, songs=SONGS, rounds=ROUNDS, seed=0, style
         if name:  # composed as --style NAME composes: with that game's repeat penalty
             sampling = dataclasses.replace(sampling, repeat_penalty=REPEAT_PENALTY.get(name, DEFAULT_REPEAT_PENALTY))
         bias, history = calibrate(model, [model.enc.song_tokens(s) for s in mine], sampling, songs, rounds, seed,
-                                  style=name)
+                                  style=name) if rhythm else ({}, [])
+        strongest = sorted(bias.items(), key=lambda kv: -abs(kv[1]))[:6]
+        print(f"{len(bias)} rhythm offsets" + (f" for --style {name}" if name else "") + "; the strongest: "
+              + ", ".join(f"{t} {b:+.2f}" for t, b in strongest) if rhythm else "no rhythm offsets (--no-rhythm)",
+              flush=True)
         record = {"bias": bias, "weights_sha256": (meta.get("weights_sha256") or {}).get("best"), "songs": songs,
                   "rounds": rounds, "seed": seed, "events": EVENTS, "training_songs": len(mine), "history": history}
         if name:
             meta = dict(meta, style_priors=dict(meta.get("style_priors") or {}, **{name: record}))
         else:
-            meta = dict(meta, rhythm_prior=record)
-        strongest = sorted(bias.items(), key=lambda kv: -abs(kv[1]))[:6]
-        print(f"{len(bias)} rhythm offsets" + (f" for --style {name}" if name else "") + "; the strongest: "
-              + ", ".join(f"{t} {b:+.2f}" for t, b in strongest), flush=True)
+            meta = dict(meta, rhythm_prior=record) if rhythm else {k: v for k, v in meta.items() if k != "rhythm_prior"}
+            if characters:
+                print(f"calibrating each of the {len(mine)} training songs' repeats", flush=True)
+                drawn = dataclasses.replace(sampling, prior=prior_array(bias, model.vocab) if bias else None,
+                                            rhythm_prior=None if bias else 0.0)
+                found_characters = calibrate_characters(
+                    model, [(s.meta["source"], s.meta["file"], model.enc.song_tokens(s)) for s in mine], drawn,
+                    characters, rounds, seed)
+                meta["characters"] = {"songs": found_characters, "weights_sha256": record["weights_sha256"],
+                                      "per_song": characters, "rounds": rounds, "seed": seed, "events": EVENTS}
+                penalties = sorted(c["repeat_penalty"] for c in found_characters)
+                print(f"repeat penalties from {penalties[0]:.2f} to {penalties[-1]:.2f} "
+                      f"(median {penalties[len(penalties) // 2]:.2f})", flush=True)
         written[name] = bias
     write_together(folder, {SIDECAR: json.dumps(meta, indent=1)})  # as training writes it, all at once
     print(f"wrote them into {folder / SIDECAR}")
@@ -180,5 +204,5 @@ def main(argv=None):
         p = parser_for(CalibrateConfig, __doc__.split("\n\n")[0], prog="python -m vgmusic calibrate")
         cfg = build(CalibrateConfig, p.parse_args(argv))
         return calibrate_folder(cfg.model_dir or default_model_dir(cfg.game), cfg.data_dir, cfg.songs,
-                                cfg.rounds, cfg.seed, cfg.style)
+                                cfg.rounds, cfg.seed, cfg.style, cfg.characters, cfg.rhythm)
     return run_command(run, lambda: "the sidecar is as it was")

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from . import ROOT, __version__
+from .characters import valid as _characters
 from .cli import interruption, uninterrupted  # noqa: F401  (moved to cli; train.py imports them here)
 from .config import BPM_RANGE
 from .encode import Vocab, get_encoding
@@ -155,7 +156,10 @@ def _check(meta):
                 "style_priors": (lambda v: isinstance(v, dict) and v and all(
                     isinstance(k, str) and k and _prior(p, tokens) for k, p in v.items()),
                                  "source names, each with a prior whose bias gives vocabulary tokens offsets of at "
-                                 "most 10")}
+                                 "most 10"),
+                # vgmusic/characters.py: each training song's repeat penalty
+                "characters": (_characters, "an object whose songs each give a source, file, events and a repeat "
+                                            "penalty from 0.01 to 10")}
     for key, (ok, what) in optional.items():
         if key in meta and not ok(meta[key]):
             return f"'{key}' should be {what}, is {json.dumps(meta[key])[:40]}"

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from . import nets  # noqa: E402
 from .games import DEFAULT_REPEAT_PENALTY, REPEAT_PENALTY  # noqa: E402  (plain data: not the flags of config.py)
+from .characters import choose  # noqa: E402
 from .checkpoint import check_weights_file, read_sidecar, weights_path  # noqa: E402
 from .decode import BEATS_PER_BAR, decode  # noqa: E402
 from .encode import ANY_STYLE, GRID, PAD, control, get_encoding, token_kind  # noqa: E402
@@ -70,6 +71,9 @@ class Model:
         # calibrate --style: each source's rhythm as offsets of the same kind, chosen by --style
         self.style_priors = {name: prior_array(p["bias"], self.vocab)
                              for name, p in (self.meta.get("style_priors") or {}).items() if fits(p)}
+        # each training song's repeat penalty (vgmusic/characters.py), measured on these weights too
+        found = self.meta.get("characters")
+        self.characters = found["songs"] if fits(found) else []
         # what a rest is made of (decode.open_with_a_note: never a song's first token); none in classic tokens
         self.rests = np.array([i for i, t in enumerate(self.vocab.tokens) if token_kind(t) in ("wait", "duration")],
                               np.int64)
@@ -146,6 +150,9 @@ class Request:
     seed: int = None  # None draws a fresh one (the songs' meta records it)
     style: str = ""  # a --style model: compose in this source's style ("": in all of them)
     intro: int = 0  # bars of intro before the song, which then loops after it (an intro implies `loop`)
+    # one repeat penalty per song, in order (the calibration's); () with no penalty in `sampling`: each
+    # song's character's (vgmusic/characters.py), else the game's
+    repeat_penalties: tuple = ()
 
 
 def compose(model, request, progress=False):
@@ -153,6 +160,10 @@ def compose(model, request, progress=False):
     for a loop, its loop points and seam figures (in meta["loop"]); with an intro, the loop starts after it."""
     r = request
     style = model.style_name(r.style)
+    if r.repeat_penalties and len(r.repeat_penalties) != r.num:
+        raise ValueError(f"{len(r.repeat_penalties)} repeat penalties for {r.num} songs")
+    # each song's character: only where no penalty is asked for, for all or for each
+    characters = model.characters if r.sampling.repeat_penalty is None and not r.repeat_penalties else []
     if r.sampling.repeat_penalty is None:  # the game's own; composing one game's style, that game's
         game = style if style in REPEAT_PENALTY else model.meta.get("game")
         r = dataclasses.replace(r, sampling=dataclasses.replace(
@@ -178,23 +189,31 @@ def compose(model, request, progress=False):
     # no preroll: the body's first bar is already a continuation, of the intro
     looping = r.loop or r.intro > 0
     preroll = r.phrase_bars if looping and not r.intro else 0
+    chosen = [choose(characters, seed, i, style) for i in range(r.num)]
+    penalties = r.repeat_penalties or [c and c["repeat_penalty"] for c in chosen]
     with Progress(progress, bars, r.num) as shown:
-        def compose_more(n):
-            plans = [FormPlan(enc, vocab, r.form, r.phrase_bars, r.events, bars, preroll, r.intro)
-                     for _ in range(n)]
+        def compose_more(rows):
+            plans = [FormPlan(enc, vocab, r.form, r.phrase_bars, r.events, bars, preroll, r.intro) for _ in rows]
+            for plan, i in zip(plans, rows):
+                plan.repeat_penalty = penalties[i]
+            n = len(plans)
             stepper = model.make_stepper(n)
             logits = stepper.start(np.tile(np.asarray(ids, np.int64)[None], (n, 1)))
             decode(stepper, logits, plans, rng, r.sampling, model.banned,
                    progress=lambda: shown.composing(min(p.length for p in plans)), kinds=model.kinds,
                    opening=() if r.prime is not None else model.rests)  # a primed song goes on as it was
             return plans
-        plans, loops = compose_more(r.num), [None] * r.num
+        plans, loops = compose_more(range(r.num)), [None] * r.num
         if looping:
             from .loop import close_loops, loop_songs
             loops = loop_songs(plans, compose_more, lambda songs: close_loops(
                 model.make_stepper, enc, vocab, ids, songs, rng, r.sampling, model.banned,
                 candidates=r.loop_candidates, progress=shown.closing, kinds=model.kinds), r.loop_tries)
-    return [_song(model, r, plan, loop, i, seed, bpm, back) for i, (plan, loop) in enumerate(zip(plans, loops))]
+    songs = [_song(model, r, plan, loop, i, seed, bpm, back) for i, (plan, loop) in enumerate(zip(plans, loops))]
+    for song, character in zip(songs, chosen):
+        if character:  # which training song it took its repeats from, and at what penalty
+            song.meta["character"] = {k: character[k] for k in ("source", "file", "repeat_penalty")}
+    return songs
 
 
 def _song(model, r, plan, loop, index, seed, bpm, back):

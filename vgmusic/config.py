@@ -174,8 +174,9 @@ class PredictConfig:
     rhythm_temperature: float = _opt(0.0, "sampling temperature of durations and waits (0: --temperature's)",
                                      (lambda v: v == 0 or 0.01 <= v <= 100, "0 or from 0.01 to 100"))
     repeat_penalty: float = _opt(0.0, "how likely a note is to strike the melody's last pitch again, against the "
-                                      "network's word (1: as it says; 0: the game's own, REPEAT_PENALTY in "
-                                      f"vgmusic/games.py, else {DEFAULT_REPEAT_PENALTY})",
+                                      "network's word (1: as it says; 0: each song one training song's, where "
+                                      "the model was calibrated with characters (vgmusic/characters.py), else "
+                                      f"the game's own, REPEAT_PENALTY in vgmusic/games.py, else {DEFAULT_REPEAT_PENALTY})",
                                  (lambda v: v == 0 or 0.01 <= v <= 10, "0 or from 0.01 to 10"))
     # A model fine-tuned from the base kept the base corpus's even eighths (Final Fantasy VII: 68% of its
     # intervals eighths, 12% sixteenths; its songs 54% and 27%): vgmusic/calibrate.py measures each
@@ -380,6 +381,10 @@ class CalibrateConfig:
     rounds: int = _opt(4, "correcting rounds (an offset changes what follows it, so one round is not exact)",
                        between(1, 20))
     seed: int = _opt(0, "the seed every round composes its songs with", between(0, 2 ** 31))
+    rhythm: bool = _opt(True, "measure the rhythm offsets (--no-rhythm: only the characters, composed without "
+                              "offsets, and any offsets the sidecar held are removed)")
+    characters: int = _opt(4, "songs composed per training song a round to measure each song's repeat penalty, "
+                              "its character (vgmusic/characters.py); 0: none (ignored with --style)", between(0, 100))
     style: str = _opt("", "calibrate one source's style instead: its training songs are the target and the "
                           "offsets go to the sidecar's style priors, which predict.py --style NAME composes with "
                           "(a unique prefix will do; 'all': each source; '': the model's own rhythm)")

@@ -74,19 +74,22 @@ def repeated_pitch(vocab, tokens):
 
 
 def discourage_repeats(logits, plans, penalty):
-    """The logits with each row's repeated_pitch made `penalty` times as likely (1: as the network says).
+    """The logits with each row's repeated_pitch made `penalty` times as likely (1: as the network says), or
+    its plan's own `repeat_penalty` where it has one (a song's character, vgmusic/characters.py).
     The base corpus's fiddle and pipe tunes strike a note again far more often than game melodies do
     (generated 17-22% of intervals against 1.5-16% in the games' songs), and a window classifier told the
     songs apart by that feature above all; the draw itself is unchanged, so a seed still repeats a song."""
-    if penalty is None or penalty == 1:  # None: a Sampling built without one (compose gives the game's)
-        return logits
     out = None
     for i, plan in enumerate(plans):
+        # None: a Sampling built without one (compose gives the game's) and a plan without its own
+        factor = getattr(plan, "repeat_penalty", None) or penalty
+        if factor is None or factor == 1:
+            continue
         tokens = getattr(plan, "tokens", None)
         token = None if plan.done or tokens is None else repeated_pitch(plan.vocab, tokens)
         if token is not None:
             out = np.array(logits, np.float32) if out is None else out
-            out[i, token] += np.float32(math.log(penalty))
+            out[i, token] += np.float32(math.log(factor))
     return logits if out is None else out
 
 

@@ -28,6 +28,7 @@ class FormPlan:
     composed freely and never replayed (a section labelled "intro", outside the form), and the form
     follows them: the body, which a game loops after the intro has played once."""
     scored = False
+    repeat_penalty = None  # a song's own (its character, vgmusic/characters.py); None: the sampling's
 
     def __init__(self, enc, vocab, form, phrase_bars, events, bars=0, preroll=0, intro=0):
         self.enc, self.vocab, self.form, self.events = enc, vocab, parse_form(form), events

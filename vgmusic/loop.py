@@ -105,6 +105,8 @@ def close_loop(make_stepper, enc, vocab, seed_ids, plan, rng, sampling, banned=(
     logits = np.repeat(logits, candidates, axis=0)
     opening = song[intro:intro + cut_at(enc, vocab, song[intro:], BAR)]
     rows = [ClosingPlan(enc, vocab, plan.length, reading.now, reading.bar_loss, opening) for _ in range(candidates)]
+    for row in rows:  # a new last bar in the song's own character
+        row.repeat_penalty = getattr(plan, "repeat_penalty", None)
     decode(stepper, logits, rows, rng, sampling, banned,
            progress=progress and (lambda: progress(min(r.progress() for r in rows))), kinds=kinds)
     best, seam, typical = min(((r, *r.figures()) for r in rows), key=lambda x: x[1] - x[2])
@@ -124,12 +126,12 @@ def close_loops(make_stepper, enc, vocab, seed_ids, plans, rng, sampling, banned
 
 def loop_songs(plans, compose_more, close, tries):
     """Close every song's loop (`close(plans)`); songs that no candidate closes are
-    replaced by new ones (`compose_more(n)`), `tries` songs in all. Per song, the best closing seen,
+    replaced by new ones (`compose_more(indices)`: one for each song index), `tries` songs in all. Per song, the best closing seen,
     with the song (`plan`) it closes and the try that found it."""
     best, todo, fresh = [None] * len(plans), list(range(len(plans))), plans
     for attempt in range(tries):
         if attempt:
-            fresh = compose_more(len(todo))
+            fresh = compose_more(todo)
         for i, plan, c in zip(todo, fresh, close(fresh)):
             c.update(plan=plan, tries=attempt + 1)
             if best[i] is None or c["seam_loss"] - c["typical_loss"] < best[i]["seam_loss"] - best[i]["typical_loss"]:

@@ -340,9 +340,9 @@ def retrain_main(argv=None):
             kinds = ", ".join(f"{k[4:]} {v:.3f}" for k, v in best.items() if k.startswith("val_") and k != "val_loss")
             rows.append(f"{game}: held-out loss {meta['best_val_loss']:.3f} per token ({kinds}) at epoch "
                         f"{meta['best_epoch']} of {meta['epochs_done']}, {time.perf_counter() - t0:.0f} s")
-            if game in CALIBRATED:  # new weights, so the rhythm measured anew (vgmusic/calibrate.py)
+            if game in CALIBRATED:  # new weights: the rhythm and each song's repeats measured anew (calibrate.py)
                 from .calibrate import calibrate_folder
-                calibrate_folder(default_model_dir(game), args.data_dir)
+                calibrate_folder(default_model_dir(game), args.data_dir, characters=CALIBRATED[game])
             if game in STYLED:  # and each source's style, which --style composes with
                 from .calibrate import calibrate_folder
                 calibrate_folder(default_model_dir(game), args.data_dir, style="all")
