@@ -102,9 +102,15 @@ def test_units_8192_would_not_fit_in_24_gb():
 
 
 def test_free_memory_is_what_the_kernel_says():
+    def available():
+        meminfo = dict(line.split(":") for line in open("/proc/meminfo"))
+        return int(meminfo["MemAvailable"].split()[0]) * 1024
+    # other processes move the figure between two reads (a CI run saw 0.5 GB go in between), so it is read
+    # either side: the function's own read (less under a cgroup's limit) is at most the larger, within 10%
+    before = available()
     have = base.free_memory()
-    meminfo = dict(line.split(":") for line in open("/proc/meminfo"))
-    assert 0 < have <= int(meminfo["MemAvailable"].split()[0]) * 1024
+    after = available()
+    assert 0 < have <= 1.1 * max(before, after)
 
 
 # --- composing: the sidecar's hyper-parameters ------------------------------------------------------------
