@@ -1,9 +1,9 @@
 """Song characters: each composed song takes one training song's habit of striking a note again.
 
 A game's songs differ from each other more than one model's songs do. In Zelda's, Gerudo Valley strikes
-the same pitch again on 90% of its notes and most of the others on under 5%; with one repeat penalty for
-all, every composed song repeated 14-17%, a share no song of the game has, and a window classifier told
-the songs apart by that feature first (univariate AUC 0.73 with the pooled shares equal: 16% and 16%).
+the same pitch again on 94% of its notes and most of the others on under 5%; with one repeat penalty for
+all, every composed song repeated 10-20%, a share no song of the game has, and a window classifier told
+the songs apart by that feature first (univariate AUC 0.73 with the pooled shares equal: 16% and 17%).
 So the calibration also measures, for each training song, the repeat penalty (vgmusic.decode.
 discourage_repeats) at which the model repeats as often as that song, and composing gives each song the
 penalty of one training song, drawn in proportion to the songs' lengths (a song twice as long is as
